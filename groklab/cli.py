@@ -1,0 +1,156 @@
+"""`groklab` command line.
+
+    groklab data composition --out data/comp --set phi=9          # write a dataset (JSONL + manifest)
+    groklab data composition --out data/paper --format paper      # the paper's own file format
+    groklab train demo --set model.n_layers=2 --out runs/mine      # train from a preset or TOML file
+    groklab train configs/composition-paper.toml --data data/paper # train on a dataset folder
+    groklab train --resume runs/mine                               # continue exactly where it stopped
+    groklab demo                                                   # the small composition run that groks
+
+Every user-fixable problem ends in one `error: ...` line (exit status 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from groklab.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors become our one-line form too
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="groklab", description="Make small transformers grok, and see why.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="generate a task's dataset into a folder")
+    data.add_argument("task", help="composition | comparison | complex | modular")
+    data.add_argument("--out", required=True, type=Path, help="folder to create")
+    data.add_argument("--format", default="groklab", choices=["groklab", "paper"])
+    data.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task setting, e.g. --set phi=9 (or data.phi=9)",
+    )
+
+    train = sub.add_parser("train", help="train a run from a config, or resume one")
+    train.add_argument("config", nargs="?", help="TOML file or preset name (see configs/)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. --set model.n_layers=4",
+    )
+    train.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<time>)")
+    train.add_argument("--data", help="train on a dataset folder (groklab or paper format)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser("demo", help="train the demo config and show it grok")
+    demo.add_argument("--out", type=Path, help="run directory (default runs/demo-<time>)")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from groklab import config
+    from groklab.tasks import generate
+    from groklab.tasks.io import write_dataset
+
+    overrides = [s if s.startswith("data.") else f"data.{s}" for s in args.set]
+    raw = config.apply_overrides({"data": {"task": args.task}}, overrides)
+    cfg = config.from_dict(raw)
+    tic = time.perf_counter()
+    data = generate(cfg.data)
+    write_dataset(data, cfg.to_dict()["data"], args.out, fmt=args.format)
+    counts = ", ".join(
+        f"{name} {len(split):,}" for name, split in {"train": data.train, **data.probes}.items()
+    )
+    print(
+        f"wrote {args.task} ({args.format} format) to {args.out} in {time.perf_counter() - tic:.1f}s: {counts}"
+    )
+
+
+def default_run_dir(name: str) -> Path:
+    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from groklab import config, train
+
+    if args.resume:
+        if args.config or args.set or args.data or args.out:
+            raise UserError("--resume RUN_DIR takes no config, --set, --data or --out: the run keeps its own")
+        trainer = train.resume(args.resume, progress=not args.quiet)
+    else:
+        if not args.config:
+            raise UserError("give a config (a TOML file or preset name such as `demo`) or --resume RUN_DIR")
+        cfg = config.load(args.config, args.set)
+        run_dir = args.out or default_run_dir(args.config)
+        trainer = train.start(cfg, run_dir, args.data, progress=not args.quiet)
+    print(f"run directory: {trainer.run_dir}")
+    summary = trainer.run()
+    finish_report(trainer.run_dir, summary)
+    return summary
+
+
+def finish_report(run_dir: Path, summary: dict) -> None:
+    """Print the grokking table and draw the accuracy figure."""
+    from groklab import plots, runs
+
+    png = plots.accuracy_curves(
+        runs.read_metrics(run_dir),
+        summary["roles"],
+        run_dir / "accuracy.png",
+        title=run_dir.name,
+        summary=summary,
+    )
+    print(format_summary(summary))
+    print(f"figure: {png}")
+
+
+def format_summary(summary: dict) -> str:
+    def show(v: object) -> str:
+        return "never" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.2f}"
+
+    lines = [
+        f"{'fit step (train >= threshold)':34s} {show(summary['fit_step'])}",
+        f"{'grok step (test_id >= threshold)':34s} {show(summary['grok_step'])}",
+        f"{'grok / fit':34s} {show(summary['grok_over_fit'])}",
+        f"{'train reaches grok level at step':34s} {show(summary['train_reaches_grok_level_step'])}",
+        f"{'final step':34s} {show(summary['final_step'])}   ({summary['elapsed_s']:.0f}s)",
+    ]
+    lines += [f"{'final accuracy ' + name:34s} {acc:.3f}" for name, acc in summary["final"].items()]
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> dict:
+    args.config, args.data, args.resume, args.quiet = "demo", None, None, False
+    args.out = args.out or default_run_dir("demo")
+    return cmd_train(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        {"data": cmd_data, "train": cmd_train, "demo": cmd_demo}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with `groklab train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

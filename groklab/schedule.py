@@ -1,0 +1,41 @@
+"""Log-spaced evaluation/checkpoint steps and grokking detection.
+
+Grokking unfolds across decades of steps, so we evaluate densely early and sparsely late (STYLE: never every
+100 steps). Detection reads only the metrics rows, so it works the same on a live run and on a finished one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_spaced_steps(total: int, points: int, include_zero: bool = True) -> list[int]:
+    """About `points` distinct steps in [1, total], log-spaced, always including `total` (and 0 if asked)."""
+    grid = np.unique(np.round(np.logspace(0, np.log10(max(total, 1)), num=max(points, 1))).astype(int))
+    steps = sorted({int(s) for s in grid if 1 <= s <= total} | {total})
+    return ([0] if include_zero else []) + steps
+
+
+def first_step_at(rows: list[dict], key: str, threshold: float) -> int | None:
+    """The first logged step whose `key` is at least `threshold`, or None if it never gets there."""
+    for row in rows:
+        if row.get(key) is not None and row[key] >= threshold:
+            return int(row["step"])
+    return None
+
+
+def detect_grokking(rows: list[dict], train_key: str, test_key: str, fit: float, grok: float) -> dict:
+    """fit_step (train reaches `fit`), grok_step (test reaches `grok`), their ratio, and the delay between
+    train and test reaching the *same* level `grok` (robust when train hovers just under `fit`; SPEC §9)."""
+    fit_step = first_step_at(rows, train_key, fit)
+    grok_step = first_step_at(rows, test_key, grok)
+    train_at_grok_level = first_step_at(rows, train_key, grok)
+    return {
+        "fit_step": fit_step,
+        "grok_step": grok_step,
+        "grok_over_fit": grok_step / fit_step if fit_step and grok_step else None,
+        "train_reaches_grok_level_step": train_at_grok_level,
+        "delay_steps": grok_step - train_at_grok_level
+        if grok_step is not None and train_at_grok_level is not None
+        else None,
+    }

@@ -1,0 +1,90 @@
+"""The in-memory form of a task's data: a vocabulary, a training split and named probe splits.
+
+Every split keeps its facts' structure (head, relations, bridge entity, answer ...) as integer token-id
+columns, so analysis never re-parses strings. Inputs are right-padded; the answer is predicted at the last
+real input position (`lengths - 1`), so padding never influences it under a causal mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAD = "<pad>"
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The task's own tokens; id = position in `tokens`. `<pad>` is always id 0."""
+
+    tokens: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.tokens or self.tokens[0] != PAD:
+            raise ValueError(f"vocabulary must start with {PAD!r}")
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ValueError("vocabulary has duplicate tokens")
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.tokens)}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: `tokens` int64 [N, L] right-padded with pad id 0; `lengths` int64 [N] real input length;
+    `answers` int64 [N] answer token id; `fields` role -> int64 [N] token ids (-1 where a role is absent,
+    e.g. `bridge` of an atomic fact); `kinds` str label per row (e.g. "atomic" / "inferred")."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    answers: np.ndarray
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+    kinds: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.answers)
+        if self.tokens.ndim != 2 or len(self.tokens) != n or len(self.lengths) != n:
+            raise ValueError("split arrays disagree in length")
+        for name, col in self.fields.items():
+            if len(col) != n:
+                raise ValueError(f"field {name!r} has {len(col)} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def take(self, idx: np.ndarray) -> Split:
+        """Rows `idx` as a new split (used to sample probes)."""
+        return Split(
+            tokens=self.tokens[idx],
+            lengths=self.lengths[idx],
+            answers=self.answers[idx],
+            fields={k: v[idx] for k, v in self.fields.items()},
+            kinds=None if self.kinds is None else self.kinds[idx],
+        )
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Everything a run needs from a task. `roles` maps the trainer's three views onto probe names:
+    "train" (fit detection), "test_id" (grok detection), "test_ood" (may be absent)."""
+
+    task: str
+    vocab: Vocab
+    train: Split
+    probes: dict[str, Split]
+    roles: dict[str, str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_ctx(self) -> int:
+        """Longest input, in tokens; the model's context must be at least this long."""
+        lengths = [int(self.train.tokens.shape[1])] + [int(s.tokens.shape[1]) for s in self.probes.values()]
+        return max(lengths)

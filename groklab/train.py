@@ -1,0 +1,267 @@
+"""The training loop, short and explicit: batch → forward → loss → backward → filter → clip → step.
+
+The whole dataset lives on the device as tensors (no DataLoader). The batch at update `s` is a pure function
+of (seed, s): epoch e = s // steps_per_epoch is a seeded permutation. Together with checkpoints of model,
+optimiser, filter and RNG state this makes `--resume` continue exactly like an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from groklab import checkpoint, config, runs
+from groklab.errors import UserError
+from groklab.metrics import DeviceSplit, ProbeEvaluator, answer_loss
+from groklab.model import Transformer
+from groklab.optim import lr_factor, make_filter, make_optimizer
+from groklab.schedule import detect_grokking, log_spaced_steps
+from groklab.tasks.dataset import TaskData
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_autocast(cfg: config.TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    use_bf16 = cfg.autocast == "bf16" or (cfg.autocast == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def load_task_data(cfg: config.RunConfig, data_dir: str | None) -> TaskData:
+    """Generate the task from its config, or read a dataset folder (groklab or paper format)."""
+    if data_dir:
+        from groklab.tasks.io import load_dataset
+
+        return load_dataset(Path(data_dir))
+    from groklab.tasks import generate
+
+    return generate(cfg.data)
+
+
+@dataclass
+class Batches:
+    """Seeded epoch permutations of the training set; `batch(step)` needs no carried RNG state."""
+
+    n: int
+    batch_size: int
+    seed: int
+    device: torch.device
+    _epoch: int = -1
+    _perm: torch.Tensor | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def batch(self, step: int) -> torch.Tensor:
+        epoch, j = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._epoch = torch.randperm(self.n, generator=gen).to(self.device), epoch
+        return self._perm[j * self.batch_size : (j + 1) * self.batch_size]
+
+
+def schedules(cfg: config.TrainConfig) -> tuple[set[int], set[int]]:
+    """Evaluation steps, and checkpoint steps chosen among them (so a checkpoint always follows an eval)."""
+    evals = log_spaced_steps(cfg.steps, cfg.eval_points)
+    picks = log_spaced_steps(len(evals) - 1, cfg.ckpt_points, include_zero=False)
+    ckpts = {evals[i] for i in picks if evals[i] > 0} | {cfg.steps}
+    return set(evals), ckpts
+
+
+class Trainer:
+    """One run: builds everything from the config, then `run()` trains to the end (or to grokking)."""
+
+    def __init__(self, cfg: config.RunConfig, run_dir: Path, data: TaskData, progress: bool = True) -> None:
+        self.cfg, self.run_dir, self.data, self.progress = cfg, run_dir, data, progress
+        self._lock = runs.lock(run_dir)
+        tcfg = cfg.train
+        torch.set_num_threads(tcfg.threads or os.cpu_count() or 1)
+        self.device = pick_device(tcfg.device)
+        torch.manual_seed(tcfg.seed)
+        self.model = Transformer(cfg.model, len(data.vocab), data.n_ctx).to(self.device)
+        self.optimizer = make_optimizer(self.model, tcfg)
+        self.filter = make_filter(self.model, cfg.filter)
+        self.autocast = make_autocast(tcfg, self.device)
+        self.train_split = DeviceSplit.from_split(data.train, data.n_ctx, self.device)
+        self.batches = Batches(len(data.train), tcfg.batch_size, tcfg.seed, self.device)
+        self.evaluate = ProbeEvaluator(data, data.n_ctx, self.device, tcfg.eval_batch_size)
+        self.eval_steps, self.ckpt_steps = schedules(tcfg)
+        self.step, self.elapsed = 0, 0.0
+        self.loss_sum = torch.zeros((), dtype=torch.double, device=self.device)
+        self.loss_count = 0
+
+    # --- state -----------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "optimizer": self.optimizer.state_dict(),
+            "filter": self.filter.state_dict(),
+            "rng": rng,
+        }
+
+    def restore(self, step: int) -> None:
+        state = checkpoint.load(self.run_dir, step, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.filter.load_state_dict(state["filter"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+    # --- loop ------------------------------------------------------------------------------------------
+    def update(self) -> None:
+        """One optimiser update on the batch of the current step."""
+        tcfg = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = tcfg.lr * lr_factor(self.step, tcfg)
+        batch = self.train_split.rows(self.batches.batch(self.step))
+        with self.autocast:
+            logits = self.model(batch.tokens, batch.positions)
+        loss = answer_loss(logits, batch.answers)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.filter()  # Grokfast: between backward() and clipping / step (Lee et al. 2024, Alg. 1)
+        if tcfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+        self.optimizer.step()
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+        self.step += 1
+
+    def log_eval(self) -> dict:
+        row = {"step": self.step, "epoch": self.step / self.batches.steps_per_epoch, "lr": self._lr()}
+        if self.loss_count:
+            row["train/loss"] = float(self.loss_sum) / self.loss_count
+            if not math.isfinite(row["train/loss"]):
+                raise TrainingDiverged(
+                    f"training loss became {row['train/loss']} before step {self.step}; lower train.lr or "
+                    f"filter.amplify, or raise train.grad_clip. The last good checkpoint stays in {self.run_dir}"
+                )
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        row |= self.evaluate(self.model, self.autocast)
+        row["elapsed_s"] = round(self.elapsed, 3)
+        runs.append_metrics(self.run_dir, row)
+        return row
+
+    def _lr(self) -> float:
+        return self.cfg.train.lr * lr_factor(self.step, self.cfg.train)
+
+    def grokked(self, rows: list[dict]) -> dict:
+        roles, tcfg = self.data.roles, self.cfg.train
+        return detect_grokking(
+            rows, f"{roles['train']}/acc", f"{roles['test_id']}/acc", tcfg.fit_threshold, tcfg.grok_threshold
+        )
+
+    def run(self) -> dict:
+        """Train from the current step to the end; returns the summary."""
+        rows = runs.read_metrics(self.run_dir)
+        first = self.step
+        bar = tqdm(
+            total=self.cfg.train.steps,
+            initial=first,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
+        tic = time.perf_counter()
+        while True:
+            if self.step in self.eval_steps and not (rows and rows[-1]["step"] == self.step):
+                self.elapsed += time.perf_counter() - tic
+                tic = time.perf_counter()
+                rows.append(self.log_eval())
+                bar.set_postfix_str(self._postfix(rows[-1]), refresh=False)
+            stop = self.step >= self.cfg.train.steps or (self.cfg.train.stop_on_grok and self._done(rows))
+            if (self.step in self.ckpt_steps or stop) and self.step != first:
+                self.elapsed += time.perf_counter() - tic
+                tic = time.perf_counter()
+                checkpoint.save(self.run_dir, self.step, self.model, self.state())
+            if stop:
+                break
+            self.update()
+            bar.update(1)
+        bar.close()
+        summary = self.write_summary(rows)
+        self._lock.close()
+        return summary
+
+    def _done(self, rows: list[dict]) -> bool:
+        found = self.grokked(rows)
+        return found["grok_step"] is not None and found["train_reaches_grok_level_step"] is not None
+
+    def _postfix(self, row: dict) -> str:
+        roles = self.data.roles
+        parts = [f"loss {row.get('train/loss', float('nan')):.3f}"]
+        for role in ("train", "test_id", "test_ood"):
+            if role in roles:
+                parts.append(f"{role} {row[f'{roles[role]}/acc']:.2f}")
+        return " ".join(parts)
+
+    def write_summary(self, rows: list[dict]) -> dict:
+        final = rows[-1] if rows else {}
+        summary = self.grokked(rows) | {
+            "final_step": self.step,
+            "steps_per_epoch": self.batches.steps_per_epoch,
+            "elapsed_s": round(self.elapsed, 3),
+            "roles": self.data.roles,
+            "final": {k.removesuffix("/acc"): v for k, v in final.items() if k.endswith("/acc")},
+        }
+        for key in ("fit_step", "grok_step"):
+            step = summary[key]
+            summary[key.replace("step", "epoch")] = (
+                None if step is None else step / self.batches.steps_per_epoch
+            )
+        runs.write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def start(
+    cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, progress: bool = True
+) -> Trainer:
+    """A new run in `run_dir` (which must be empty or absent)."""
+    runs.check_new(run_dir)
+    data = load_task_data(cfg, data_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, data, progress)
+    runs.write_json(run_dir / "config.json", cfg.to_dict())
+    source = {"generated": cfg.data.task} if not data_dir else {"dir": str(Path(data_dir).resolve())}
+    runs.write_json(run_dir / "meta.json", runs.meta(trainer.device, source))
+    return trainer
+
+
+def resume(run_dir: Path, progress: bool = True) -> Trainer:
+    """Reopen a run at its newest good checkpoint, dropping metrics logged after it."""
+    cfg = config.from_dict(runs.read_json(run_dir / "config.json"))
+    source = runs.read_json(run_dir / "meta.json").get("data_source", {})
+    trainer = Trainer(cfg, run_dir, load_task_data(cfg, source.get("dir")), progress)
+    step = checkpoint.latest_good(run_dir)
+    if step is not None:
+        trainer.restore(step)
+    runs.rewrite_metrics(run_dir, [r for r in runs.read_metrics(run_dir) if r["step"] <= trainer.step])
+    return trainer

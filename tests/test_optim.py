@@ -1,0 +1,94 @@
+"""Grokfast filters against hand-computed values, LR schedule, log-spaced schedule, grok detection."""
+
+import pytest
+import torch
+from torch import nn
+
+from groklab.config import FilterConfig, TrainConfig
+from groklab.optim import lr_factor, make_filter
+from groklab.schedule import detect_grokking, log_spaced_steps
+
+
+def one_param() -> nn.Module:
+    model = nn.Linear(1, 1, bias=False)
+    return model
+
+
+def run_filter(cfg: FilterConfig, grads: list[float]) -> list[float]:
+    model = one_param()
+    filt = make_filter(model, cfg)
+    out = []
+    for g in grads:
+        model.weight.grad = torch.tensor([[g]])
+        filt()
+        out.append(model.weight.grad.item())
+    return out
+
+
+def test_ema_matches_hand_computation():
+    # μ0 = g0 → out0 = g0 + λ g0; μ1 = α μ0 + (1−α) g1 → out1 = g1 + λ μ1
+    out = run_filter(FilterConfig(kind="ema", alpha=0.5, amplify=2.0), [1.0, 3.0])
+    assert out == pytest.approx([3.0, 3.0 + 2.0 * 2.0])
+
+
+def test_ema_lambda_zero_is_identity():
+    grads = [0.3, -1.0, 2.5, 0.1]
+    assert run_filter(FilterConfig(kind="ema", alpha=0.9, amplify=0.0), grads) == pytest.approx(grads)
+
+
+def test_ma_warmup_then_window_mean_and_sum():
+    grads = [1.0, 2.0, 3.0, 4.0]
+    mean = run_filter(FilterConfig(kind="ma", window=2, amplify=1.0, warmup=True), grads)
+    assert mean == pytest.approx([1.0, 2.0 + 1.5, 3.0 + 2.5, 4.0 + 3.5])
+    total = run_filter(FilterConfig(kind="ma", window=2, amplify=1.0, reduce="sum"), grads)
+    assert total == pytest.approx([1.0, 2.0 + 3.0, 3.0 + 5.0, 4.0 + 7.0])
+    no_warm = run_filter(FilterConfig(kind="ma", window=3, amplify=1.0, warmup=False), grads)
+    assert no_warm == pytest.approx([2.0, 2.0 + 1.5, 3.0 + 2.0, 4.0 + 3.0])
+
+
+def test_filter_skips_params_without_grad_and_state_round_trips():
+    model = nn.Linear(2, 2)
+    filt = make_filter(model, FilterConfig(kind="ma", window=3))
+    model.weight.grad = torch.ones(2, 2)
+    filt()  # bias has no grad: skipped, no state
+    state = filt.state_dict()
+    assert set(state) == {"ring.weight", "total.weight", "count.weight"}
+    other = make_filter(model, FilterConfig(kind="ma", window=3))
+    other.load_state_dict(state)
+    for _ in range(3):
+        model.weight.grad = torch.full((2, 2), 2.0)
+        filt()
+        a = model.weight.grad.clone()
+        model.weight.grad = torch.full((2, 2), 2.0)
+        other()
+        torch.testing.assert_close(model.weight.grad, a)
+
+
+def test_lr_warmup_then_constant_or_cosine():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, steps=110)
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(100, cfg) == 1.0
+    cos = TrainConfig(lr=1.0, warmup_steps=10, steps=110, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(10, cos) == pytest.approx(1.0)
+    assert lr_factor(60, cos) == pytest.approx(0.55)
+    assert lr_factor(110, cos) == pytest.approx(0.1)
+
+
+def test_log_spaced_steps_dense_early_sparse_late():
+    steps = log_spaced_steps(100_000, 50)
+    assert steps[0] == 0 and steps[1] == 1 and steps[-1] == 100_000
+    assert steps == sorted(set(steps))
+    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+    assert gaps[-1] > 100 * gaps[1]
+
+
+def test_detect_grokking():
+    rows = [
+        {"step": s, "tr": a, "te": b}
+        for s, a, b in [(0, 0, 0), (10, 0.96, 0.1), (20, 0.995, 0.2), (40, 1.0, 0.97)]
+    ]
+    found = detect_grokking(rows, "tr", "te", fit=0.99, grok=0.95)
+    assert found["fit_step"] == 20 and found["grok_step"] == 40 and found["grok_over_fit"] == 2.0
+    assert found["train_reaches_grok_level_step"] == 10 and found["delay_steps"] == 30
+    assert detect_grokking(rows[:2], "tr", "te", 0.99, 0.95)["grok_step"] is None
