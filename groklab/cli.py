@@ -76,7 +76,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         f"{name} {len(split):,}" for name, split in {"train": data.train, **data.probes}.items()
     )
     print(
-        f"wrote {args.task} ({args.format} format) to {args.out} in {time.perf_counter() - tic:.1f}s: {counts}"
+        f"wrote {args.task} ({args.format} format) to {args.out} "
+        f"in {time.perf_counter() - tic:.1f}s: {counts}"
     )
 
 

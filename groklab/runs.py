@@ -100,7 +100,8 @@ def check_new(run_dir: Path) -> None:
     """Refuse to mix two runs in one folder."""
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(
-            f"{run_dir} already exists and is not empty; use `groklab train --resume {run_dir}` or pick another --out"
+            f"{run_dir} already exists and is not empty; "
+            f"use `groklab train --resume {run_dir}` or pick another --out"
         )
 
 

@@ -160,7 +160,8 @@ class Trainer:
             if not math.isfinite(row["train/loss"]):
                 raise TrainingDiverged(
                     f"training loss became {row['train/loss']} before step {self.step}; lower train.lr or "
-                    f"filter.amplify, or raise train.grad_clip. The last good checkpoint stays in {self.run_dir}"
+                    f"filter.amplify, or raise train.grad_clip. "
+                    f"The last good checkpoint stays in {self.run_dir}"
                 )
         self.loss_sum.zero_()
         self.loss_count = 0
