@@ -32,6 +32,10 @@ def accuracy_curves(
                 marker=".",
                 label=f"{label}: {roles[role]}",
             )
+    shown = {roles[r] for r in ROLE_STYLE if r in roles}
+    for name in sorted({k.removesuffix("/acc") for r in points for k in r if k.endswith("/acc")} - shown):
+        ax.plot([r["step"] for r in points], [r[f"{name}/acc"] for r in points], linewidth=0.8, alpha=0.5,
+                linestyle="--", label=name)
     for key, style in (("fit_step", ":"), ("grok_step", "--")):
         if summary and summary.get(key):
             ax.axvline(

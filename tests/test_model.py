@@ -84,3 +84,20 @@ def test_param_groups_skip_norms_and_biases():
 def test_invalid_model_config(kw, message):
     with pytest.raises(UserError, match=message):
         ModelConfig(**kw).validate()
+
+
+def test_patching_clean_into_clean_changes_nothing():
+    from groklab.hooks import resid_name, run_with_cache, run_with_patches
+
+    model = make(n_layers=4)
+    tokens = torch.randint(1, 50, (5, 4))
+    logits, cache = run_with_cache(model, tokens)
+    for i in range(model.cfg.n_layers + 1):
+        name = resid_name(i)
+        same = run_with_patches(model, tokens, {name: (1, cache[name][:, 1])})
+        torch.testing.assert_close(same, logits)
+    other = torch.randint(1, 50, (5, 4))
+    _, other_cache = run_with_cache(model, other)
+    changed = run_with_patches(model, tokens, {resid_name(2): (3, other_cache[resid_name(2)][:, 3])})
+    assert not torch.allclose(changed[:, 3], logits[:, 3])
+    torch.testing.assert_close(changed[:, :3], logits[:, :3])  # causal: earlier positions untouched
