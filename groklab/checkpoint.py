@@ -69,7 +69,10 @@ def list_steps(run_dir: Path) -> list[int]:
 
 
 def latest_good(run_dir: Path) -> int | None:
-    """The newest checkpoint that verifies; a corrupt newer one is reported and skipped."""
+    """The newest checkpoint that verifies; a corrupt newer one is reported and skipped. Temp folders of
+    writes that a crash interrupted are removed."""
+    for tmp in (run_dir / CKPT_DIR).glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
     for step in reversed(list_steps(run_dir)):
         problem = verify(step_dir(run_dir, step))
         if problem is None:

@@ -98,7 +98,8 @@ def meta(device: torch.device, data_source: dict) -> dict:
 
 def check_new(run_dir: Path) -> None:
     """Refuse to mix two runs in one folder."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    # dot-files are a dead start's leftovers (temp files, lock), not a run
+    if run_dir.exists() and (not run_dir.is_dir() or any(not p.name.startswith(".") for p in run_dir.iterdir())):
         raise UserError(
             f"{run_dir} already exists and is not empty; "
             f"use `groklab train --resume {run_dir}` or pick another --out"

@@ -248,12 +248,15 @@ def start(
     """A new run in `run_dir` (which must be empty or absent)."""
     runs.check_new(run_dir)
     data = load_task_data(cfg, data_dir)
+    if data.task != cfg.data.task:
+        raise UserError(f"--data {data_dir} holds a {data.task!r} dataset but the config's data.task is "
+                        f"{cfg.data.task!r}; use a {data.task} config")
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir, data, progress)
+    # config and meta first: from here on the folder is resumable, whenever the process dies
     runs.write_json(run_dir / "config.json", cfg.to_dict())
     source = {"generated": cfg.data.task} if not data_dir else {"dir": str(Path(data_dir).resolve())}
-    runs.write_json(run_dir / "meta.json", runs.meta(trainer.device, source))
-    return trainer
+    runs.write_json(run_dir / "meta.json", runs.meta(pick_device(cfg.train.device), source))
+    return Trainer(cfg, run_dir, data, progress)
 
 
 def resume(run_dir: Path, progress: bool = True) -> Trainer:
