@@ -1,0 +1,57 @@
+"""Task registry: each task is a config class plus a pure, seeded `generate(config) -> TaskData`, e.g.
+`generate(TASKS["composition"].config(n_entities=100, phi=9.0))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from groklab.errors import UserError
+from groklab.tasks import comparison, complex, composition, modular
+from groklab.tasks.dataset import TaskData
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's config dataclass (with `validate()`) and its generator."""
+
+    config: type
+    generate: Callable[[Any], TaskData]
+
+
+TASKS: dict[str, TaskSpec] = {
+    "composition": TaskSpec(composition.CompositionConfig, composition.generate),
+    "comparison": TaskSpec(comparison.ComparisonConfig, comparison.generate),
+    "complex": TaskSpec(complex.ComplexConfig, complex.generate),
+    "modular": TaskSpec(modular.ModularConfig, modular.generate),
+}
+
+
+def generate(cfg: Any) -> TaskData:
+    """The task's data for a (validated here) task config; same config → identical arrays."""
+    spec = TASKS.get(getattr(cfg, "task", None))
+    if spec is None:
+        raise UserError(f"data.task={getattr(cfg, 'task', None)!r} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
+    if not isinstance(cfg, spec.config):
+        raise UserError(f"data.task={cfg.task!r} needs a {spec.config.__name__}, got {type(cfg).__name__}")
+    cfg.validate()
+    return without_empty_probes(spec.generate(cfg))
+
+
+def without_empty_probes(data: TaskData) -> TaskData:
+    """Drop probes with no rows (e.g. no OOD test at ood_fraction=0) and the roles naming them: an empty probe
+    has no accuracy. The train and test_id probes must not be empty."""
+    empty = {name for name, split in data.probes.items() if len(split) == 0}
+    for role in ("train", "test_id"):
+        if data.roles.get(role) in empty:
+            raise UserError(
+                f"{data.task}: the {role} probe {data.roles[role]!r} is empty with these settings; "
+                "use a larger knowledge base or held-out fraction"
+            )
+    if not empty:
+        return data
+    probes = {name: split for name, split in data.probes.items() if name not in empty}
+    roles = {role: name for role, name in data.roles.items() if name not in empty}
+    return replace(data, probes=probes, roles=roles)

@@ -1,0 +1,184 @@
+"""Comparison over an attribute knowledge base (Wang et al. 2024 §4; SPEC §2).
+
+Atomic facts `e attr -> value`; inferred facts `attr e1 e2 -> label`, label in {<, =, >} spelled with three
+tokens per attribute. Each attribute has its own 90/10 ID/OOD entity partition; ID–ID pairs feed training
+(and `test_inferred_id`), OOD–OOD pairs are `test_inferred_ood`; pairs mixing the two are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from groklab.errors import UserError
+from groklab.tasks.dataset import Split, TaskData
+from groklab.tasks.knowledge import (
+    ABSENT,
+    AttributeKB,
+    Pairs,
+    attribute_pairs,
+    build_attribute_kb,
+    choose_at_most,
+    compare,
+    concat,
+    make_split,
+    sample_probe,
+    shuffled,
+    split_sizes,
+    take_from_pool,
+)
+from groklab.tasks.vocab import Layout, attribute_tokens, build_layout, entity_tokens, label_tokens, value_tokens
+
+ROLES = {"train": "train_inferred", "test_id": "test_inferred_id", "test_ood": "test_inferred_ood"}
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    """Knowledge-base and split parameters; defaults are the paper's (1000 entities, 20 attributes, φ=7.2)."""
+
+    task: str = "comparison"
+    seed: int = 0  # data seed: the generator's own numpy Generator, separate from model init
+    n_entities: int = 1000  # |E|, Wang et al. §4
+    n_attributes: int = 20  # attributes, each with its own ID/OOD entity partition
+    n_values: int = 20  # ordinal values per attribute, drawn uniformly
+    ood_fraction: float = 0.1  # share of entities that are OOD, drawn afresh for every attribute
+    test_id_fraction: float = 0.1  # share of ID–ID entity pairs held out as test_inferred_id
+    phi: float = 7.2  # φ: inferred/atomic-ID ratio, Wang et al. §4
+    probe_size: int = 3000  # max examples sampled per probe split (0 = all)
+
+    @property
+    def n_ood(self) -> int:
+        return round(self.ood_fraction * self.n_entities)
+
+    @property
+    def n_atomic_id(self) -> int:
+        return self.n_attributes * (self.n_entities - self.n_ood)
+
+    @property
+    def max_phi(self) -> float:
+        """Pool per ID atomic fact: each ID entity meets (n_id - 1) others, (1 - test_id_fraction) kept."""
+        return (self.n_entities - self.n_ood - 1) * (1 - self.test_id_fraction)
+
+    def validate(self) -> None:
+        validate_kb(self, "comparison")
+        if not 0 <= self.phi <= self.max_phi:
+            raise UserError(
+                f"data.phi={self.phi} is infeasible: the training pool holds about {self.max_phi:.2f} comparisons "
+                f"per ID atomic fact; use 0 <= phi <= {self.max_phi:.2f}"
+            )
+
+
+class KBConfig(Protocol):
+    """The knowledge-base settings that ComparisonConfig and ComplexConfig share."""
+
+    task: str
+    n_entities: int
+    n_attributes: int
+    n_values: int
+    ood_fraction: float
+    test_id_fraction: float
+    probe_size: int
+
+    @property
+    def n_ood(self) -> int: ...
+
+
+def validate_kb(cfg: KBConfig, task: str) -> None:
+    """Checks shared by comparison and complex reasoning (same knowledge base)."""
+    if cfg.task != task:
+        raise UserError(f"data.task={cfg.task!r} does not match this config class; use {task!r}")
+    for name, low in (("n_entities", 2), ("n_attributes", 1), ("n_values", 1)):
+        if getattr(cfg, name) < low:
+            raise UserError(f"data.{name}={getattr(cfg, name)} must be >= {low}")
+    for name in ("ood_fraction", "test_id_fraction"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise UserError(f"data.{name}={getattr(cfg, name)} must be in [0, 1)")
+    if cfg.n_entities - cfg.n_ood < 2:
+        raise UserError(f"data.ood_fraction={cfg.ood_fraction} leaves fewer than 2 ID entities; lower it")
+    if cfg.probe_size < 0:
+        raise UserError(f"data.probe_size={cfg.probe_size} must be >= 0 (0 = whole splits)")
+
+
+def kb_layout(cfg: KBConfig) -> Layout:
+    return build_layout(
+        {
+            "entity": entity_tokens(cfg.n_entities),
+            "attribute": attribute_tokens(cfg.n_attributes),
+            "value": value_tokens(cfg.n_values),
+            "label": label_tokens(cfg.n_attributes),
+        }
+    )
+
+
+def atomic_split(layout: Layout, kb: AttributeKB, idx: np.ndarray) -> Split:
+    """Atomic facts by number a·|E| + e (the order of `kb.ood.ravel()`): `e attr -> value`."""
+    attr, entity = np.divmod(idx, kb.n_entities)
+    e, a = layout.ids("entity", entity), layout.ids("attribute", attr)
+    v = layout.ids("value", kb.values[entity, attr])
+    none = np.full(len(idx), ABSENT)
+    fields = {"attribute": a, "entity": e, "value": v, "e1": none, "e2": none, "v1": none, "v2": none, "answer": v}
+    return make_split(np.stack([e, a, none], axis=1), v, fields, "atomic")
+
+
+def comparison_split(layout: Layout, kb: AttributeKB, ordered: tuple[np.ndarray, ...]) -> Split:
+    """Inferred facts `attr e1 e2 -> label` for ordered pairs (attr, e1, e2)."""
+    attr, e1, e2 = ordered
+    v1, v2 = kb.values[e1, attr], kb.values[e2, attr]
+    label = layout.ids("label", 3 * attr.astype(np.int64) + compare(v1, v2))
+    a = layout.ids("attribute", attr)
+    t1, t2 = layout.ids("entity", e1), layout.ids("entity", e2)
+    none = np.full(len(attr), ABSENT)
+    fields = {
+        "attribute": a,
+        "e1": t1,
+        "e2": t2,
+        "v1": layout.ids("value", v1),
+        "v2": layout.ids("value", v2),
+        "entity": none,
+        "value": none,
+        "answer": label,
+    }
+    return make_split(np.stack([a, t1, t2], axis=1), label, fields, "inferred")
+
+
+def ordered_probe(rng: np.random.Generator, layout: Layout, kb: AttributeKB, pairs: Pairs, size: int) -> Split:
+    """At most `size` ordered pairs (both orientations of every unordered pair are candidates)."""
+    return comparison_split(layout, kb, pairs.ordered(choose_at_most(rng, np.arange(2 * len(pairs)), size)))
+
+
+def generate(cfg: ComparisonConfig) -> TaskData:
+    """The comparison dataset of SPEC §2, a pure function of `cfg` (same config → identical arrays)."""
+    rng = np.random.default_rng(cfg.seed)
+    layout = kb_layout(cfg)
+    kb = build_attribute_kb(rng, cfg.n_entities, cfg.n_attributes, cfg.n_values, cfg.n_ood)
+    pairs, n_ood = attribute_pairs(kb)
+    id_pairs, ood_pairs = pairs.select(n_ood == 0), pairs.select(n_ood == 2)  # mixed pairs: dropped
+    to_test = rng.random(len(id_pairs)) < cfg.test_id_fraction  # per unordered pair: no flipped leak
+    pool, test_id = id_pairs.select(~to_test), id_pairs.select(to_test)
+
+    n_pool = 2 * len(pool)
+    pick = take_from_pool(rng, n_pool, round(cfg.phi * cfg.n_atomic_id), "comparison", n_pool / cfg.n_atomic_id)
+    train_inferred = comparison_split(layout, kb, pool.ordered(pick))
+    atomic = atomic_split(layout, kb, np.arange(kb.ood.size))
+    ood = kb.ood.ravel()
+    probes = {
+        "id_atomic": atomic.take(choose_at_most(rng, np.flatnonzero(~ood), cfg.probe_size)),
+        "ood_atomic": atomic.take(choose_at_most(rng, np.flatnonzero(ood), cfg.probe_size)),
+        "train_inferred": sample_probe(rng, train_inferred, cfg.probe_size),
+        "test_inferred_id": ordered_probe(rng, layout, kb, test_id, cfg.probe_size),
+        "test_inferred_ood": ordered_probe(rng, layout, kb, ood_pairs, cfg.probe_size),
+    }
+    train = shuffled(rng, concat([atomic, train_inferred]))  # all atomic facts (ID and OOD) + the sample
+    info = {
+        "n_atomic": int(kb.ood.size),
+        "n_atomic_id": cfg.n_atomic_id,
+        "n_atomic_ood": int(ood.sum()),
+        "n_pool": n_pool,
+        "n_train_inferred": len(pick),
+        "n_test_inferred_id": 2 * len(test_id),
+        "n_test_inferred_ood": 2 * len(ood_pairs),
+        "split_sizes": split_sizes(train, probes),
+    }
+    return TaskData("comparison", layout.vocab, train, probes, dict(ROLES), info)
