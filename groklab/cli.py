@@ -72,9 +72,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     tic = time.perf_counter()
     data = generate(cfg.data)
     write_dataset(data, cfg.to_dict()["data"], args.out, fmt=args.format)
-    counts = ", ".join(
-        f"{name} {len(split):,}" for name, split in {"train": data.train, **data.probes}.items()
-    )
+    counts = ", ".join([f"training set {len(data.train):,}"] + [f"{k} {len(v):,}" for k, v in data.probes.items()])
     print(
         f"wrote {args.task} ({args.format} format) to {args.out} "
         f"in {time.perf_counter() - tic:.1f}s: {counts}"

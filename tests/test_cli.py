@@ -88,6 +88,7 @@ def readme_commands() -> list[list[str]]:
 def test_readme_commands_run(capsys, tmp_path, monkeypatch):
     """Each `groklab` line of the README's Use section runs, shrunk to test size with extra --set."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(README.parent / "configs")  # README paths are relative to the repo root
     commands = readme_commands()
     assert len(commands) >= 5
     for args in commands:
