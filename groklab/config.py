@@ -94,6 +94,8 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine
     min_lr_ratio: float = 0.1  # cosine: final lr as a fraction of lr
     grad_clip: float = 1.0  # 0 disables clipping
+    explode_grad_norm: float = 1e4  # stop when the (filtered, unclipped) gradient norm exceeds this; 0 = never
+    check_every: int = 50  # updates between checks for a non-finite loss or exploding gradient norm
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     autocast: str = "auto"  # auto (bf16 on GPU, none on CPU) | none | bf16
     threads: int = 0  # CPU threads; 0 = all cores
@@ -105,7 +107,7 @@ class TrainConfig:
     stop_on_grok: bool = False  # stop at the first eval where the run has both fit and grokked
 
     def validate(self) -> None:
-        positive = ("steps", "batch_size", "eval_points", "ckpt_points", "eval_batch_size")
+        positive = ("steps", "batch_size", "eval_points", "ckpt_points", "eval_batch_size", "check_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 1")
@@ -115,8 +117,10 @@ class TrainConfig:
             raise UserError(f"train.schedule={self.schedule!r} is not one of constant, cosine")
         if self.autocast not in ("auto", "none", "bf16"):
             raise UserError(f"train.autocast={self.autocast!r} is not one of auto, none, bf16")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0 or self.threads < 0:
-            raise UserError("train.warmup_steps, grad_clip, weight_decay and threads must be >= 0")
+        nonneg = ("warmup_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm")
+        for name in nonneg:
+            if getattr(self, name) < 0:
+                raise UserError(f"train.{name}={getattr(self, name)} must be >= 0")
         for name in ("fit_threshold", "grok_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 raise UserError(f"train.{name}={getattr(self, name)} must be in (0, 1]")

@@ -27,7 +27,18 @@ from groklab.tasks.dataset import TaskData
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
+    """The loss or the gradient norm became non-finite, or the gradient norm exploded."""
+
+
+def divergence_advice(cfg: config.RunConfig) -> str:
+    """What to change, naming Grokfast's λ first when a filter amplifies the gradients."""
+    f = cfg.filter
+    if f.kind != "none":
+        return (
+            f"the Grokfast {f.kind} filter amplifies gradients with filter.amplify (λ) = {f.amplify:g}: "
+            f"lower it (e.g. --set filter.amplify={f.amplify / 2:g}), or lower train.lr, or set train.grad_clip"
+        )
+    return "lower train.lr, or set train.grad_clip (e.g. --set train.grad_clip=1.0)"
 
 
 def pick_device(name: str) -> torch.device:
@@ -110,6 +121,7 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.loss_sum = torch.zeros((), dtype=torch.double, device=self.device)
         self.loss_count = 0
+        self.grad_norm_max = torch.zeros((), device=self.device)  # since the last evaluation
 
     # --- state -----------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -147,24 +159,42 @@ class Trainer:
         loss.backward()
         self.filter()  # Grokfast: between backward() and clipping / step (Lee et al. 2024, Alg. 1)
         if tcfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        self.grad_norm_max = torch.maximum(self.grad_norm_max, norm)  # NaN and inf propagate
         self.optimizer.step()
         self.loss_sum += loss.detach()
         self.loss_count += 1
         self.step += 1
+        if self.step % tcfg.check_every == 0:
+            self.check_health()
+
+    def check_health(self) -> None:
+        """Stop with a clear message on a non-finite loss or an exploding (filtered) gradient norm."""
+        loss = float(self.loss_sum) / max(1, self.loss_count)
+        norm, limit = float(self.grad_norm_max), self.cfg.train.explode_grad_norm
+        if math.isfinite(loss) and math.isfinite(norm) and not (limit and norm > limit):
+            return
+        what = (
+            f"training loss became {loss}"
+            if not math.isfinite(loss)
+            else f"gradient norm reached {norm:.3g} (limit train.explode_grad_norm={limit:g})"
+        )
+        raise TrainingDiverged(
+            f"{what} by step {self.step}; {divergence_advice(self.cfg)}. "
+            f"The last good checkpoint stays in {self.run_dir}"
+        )
 
     def log_eval(self) -> dict:
         row = {"step": self.step, "epoch": self.step / self.batches.steps_per_epoch, "lr": self._lr()}
         if self.loss_count:
+            self.check_health()
             row["train/loss"] = float(self.loss_sum) / self.loss_count
-            if not math.isfinite(row["train/loss"]):
-                raise TrainingDiverged(
-                    f"training loss became {row['train/loss']} before step {self.step}; lower train.lr or "
-                    f"filter.amplify, or raise train.grad_clip. "
-                    f"The last good checkpoint stays in {self.run_dir}"
-                )
+            row["train/grad_norm_max"] = float(self.grad_norm_max)
         self.loss_sum.zero_()
         self.loss_count = 0
+        self.grad_norm_max.zero_()
         row |= self.evaluate(self.model, self.autocast)
         row["elapsed_s"] = round(self.elapsed, 3)
         runs.append_metrics(self.run_dir, row)

@@ -46,6 +46,20 @@ def test_ma_warmup_then_window_mean_and_sum():
     assert no_warm == pytest.approx([2.0, 2.0 + 1.5, 3.0 + 2.0, 4.0 + 3.0])
 
 
+def test_ma_running_sum_equals_explicit_window_mean():
+    """The O(1) running sum gives the same filtered gradients as re-averaging the last w gradients."""
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(40)]
+    model = nn.Linear(4, 3, bias=False).double()
+    filt = make_filter(model, FilterConfig(kind="ma", window=7, amplify=5.0))
+    for t, g in enumerate(grads):
+        model.weight.grad = g.clone()
+        filt()
+        window = grads[max(0, t - 6) : t + 1]
+        expected = g + 5.0 * torch.stack(window).mean(0) if len(window) == 7 else g
+        torch.testing.assert_close(model.weight.grad, expected)
+
+
 def test_filter_skips_params_without_grad_and_state_round_trips():
     model = nn.Linear(2, 2)
     filt = make_filter(model, FilterConfig(kind="ma", window=3))

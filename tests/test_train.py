@@ -86,6 +86,14 @@ def test_divergence_stops_with_clear_message(tiny_config, tmp_path):
         trainer.run()
 
 
+def test_amplified_gradient_blow_up_names_lambda(tiny_config, tmp_path):
+    cfg = tiny_config("filter.kind=ema", "filter.amplify=1e6", "train.grad_clip=0.0", "train.explode_grad_norm=1e3")
+    trainer = train.start(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(train.TrainingDiverged, match=r"gradient norm reached .* filter.amplify \(λ\) = 1e\+06"):
+        trainer.run()
+    assert trainer.step <= cfg.train.check_every  # caught within one check interval, not at a late evaluation
+
+
 def test_batches_are_a_pure_function_of_step():
     a = train.Batches(n=1000, batch_size=128, seed=3, device=torch.device("cpu"))
     b = train.Batches(n=1000, batch_size=128, seed=3, device=torch.device("cpu"))
