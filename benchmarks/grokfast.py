@@ -30,7 +30,7 @@ ANCHOR = {"ema": (910, 47.5), "ma": (790, 47.5)}
 
 
 def run_one(name: str, steps: int, extra: list[str]) -> dict:
-    overrides = RUNS[name] + [f"train.steps={steps}", "train.stop_on_grok=true", "train.eval_points=200"]
+    overrides = RUNS[name] + [f"train.steps={steps}", "train.stop_on_grok=true", "train.eval_points=80"]
     cfg = config.load("modular-p97", overrides + extra)
     with tempfile.TemporaryDirectory() as tmp:
         tic = time.perf_counter()

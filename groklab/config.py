@@ -30,6 +30,14 @@ class ModelConfig:
     n_unique_blocks: int = 0  # parameter sharing (App. E.2): 0 = no sharing; else block l is blocks[l % n]
     tie_embeddings: bool = True
     dropout: float = 0.0
+    # gpt2: N(0, 0.02) with scaled residual projections (Wang et al.'s GPT-2); torch: PyTorch's defaults
+    # (embeddings N(0, 1), nn.MultiheadAttention's in-projection) as in Grokfast's and Power et al.'s code.
+    # Classic grokking depends on the large initial weight norm of the latter.
+    init: str = "gpt2"
+    # pre_ln: x + attn(ln1(x)) (GPT-2); normed: the residual stream continues from ln1(x), i.e.
+    # h = ln1(x); h + attn(h) — the block of Grokfast's (and Power et al.'s minimal) code.
+    residual: str = "pre_ln"
+    activation: str = "gelu_tanh"  # gelu_tanh (GPT-2's gelu_new) | gelu (exact erf, nn.GELU) | relu
 
     @property
     def d_head(self) -> int:
@@ -46,8 +54,7 @@ class ModelConfig:
                 raise UserError(f"model.{name}={getattr(self, name)} must be >= 1")
         if self.d_model % self.n_heads:
             raise UserError(
-                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "
-                "change one of them"
+                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; change one of them"
             )
         if self.n_unique_blocks < 0 or (self.n_unique_blocks and self.n_layers % self.n_unique_blocks):
             raise UserError(
@@ -56,6 +63,12 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.init not in ("gpt2", "torch"):
+            raise UserError(f"model.init={self.init!r} is not one of gpt2, torch")
+        if self.residual not in ("pre_ln", "normed"):
+            raise UserError(f"model.residual={self.residual!r} is not one of pre_ln, normed")
+        if self.activation not in ("gelu_tanh", "gelu", "relu"):
+            raise UserError(f"model.activation={self.activation!r} is not one of gelu_tanh, gelu, relu")
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,9 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.1  # not applied to LayerNorm weights or biases (paper's AdamW groups)
+    optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight decay as L2 in the gradient)
+    weight_decay: float = 0.1  # not applied to LayerNorm weights or biases (paper's AdamW groups) ...
+    decay_all: bool = False  # ... unless true: every parameter decayed (Grokfast's code)
     warmup_steps: int = 200  # linear warm-up, then `schedule`
     schedule: str = "constant"  # constant | cosine
     min_lr_ratio: float = 0.1  # cosine: final lr as a fraction of lr
@@ -113,6 +128,8 @@ class TrainConfig:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 1")
         if self.lr <= 0:
             raise UserError(f"train.lr={self.lr} must be > 0")
+        if self.optimizer not in ("adamw", "adam"):
+            raise UserError(f"train.optimizer={self.optimizer!r} is not one of adamw, adam")
         if self.schedule not in ("constant", "cosine"):
             raise UserError(f"train.schedule={self.schedule!r} is not one of constant, cosine")
         if self.autocast not in ("auto", "none", "bf16"):
@@ -180,9 +197,7 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UserError(
-            f"unknown key {prefix}.{unknown[0]}; valid keys in [{prefix}]: {', '.join(sorted(known))}"
-        )
+        raise UserError(f"unknown key {prefix}.{unknown[0]}; valid keys in [{prefix}]: {', '.join(sorted(known))}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
     return cls(**kwargs)
 

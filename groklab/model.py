@@ -19,6 +19,8 @@ from groklab.config import ModelConfig
 
 Hook = Callable[[Tensor, str], Tensor | None]
 INIT_STD = 0.02  # GPT-2's initialiser range
+# On a CPU, attention over a few positions is faster as broadcast products than as SDPA's tiny matrix kernels.
+SHORT_SEQUENCE = 8
 
 
 class Attention(nn.Module):
@@ -33,10 +35,42 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: [batch, pos, d_model]
         batch, pos, d_model = x.shape
-        q, k, v = self.qkv(x).view(batch, pos, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
+        if x.device.type == "cpu" and pos <= SHORT_SEQUENCE:
+            q, k, v = self.qkv(x).view(batch, pos, 3, self.n_heads, self.d_head).unbind(2)
+            scores = (q[:, :, None] * k[:, None]).sum(-1) / math.sqrt(self.d_head)  # [batch, query, key, head]
+            causal = torch.ones(pos, pos, dtype=torch.bool, device=x.device).tril()[..., None]
+            weights = F.dropout(scores.masked_fill(~causal, float("-inf")).softmax(2), drop)
+            z = (weights[..., None] * v[:, None]).sum(2)  # [batch, query, head, d_head]
+            return self.out(z.reshape(batch, pos, d_model))
+        q, k, v = self.qkv(x).view(batch, pos, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         return self.out(z.transpose(1, 2).reshape(batch, pos, d_model))
+
+    def forward_one_query(self, x: Tensor, rows: Tensor, positions: Tensor) -> Tensor:
+        """Attention output at one query position per row (`positions`), attending to keys 0..position.
+        Short sequences: an elementwise product beats a batched GEMM of 1 × pos matrices on a CPU."""
+        batch, pos, d_model = x.shape
+        k, v = (
+            F.linear(x, self.qkv.weight[d_model:], self.qkv.bias[d_model:])
+            .view(batch, pos, 2, self.n_heads, -1)
+            .unbind(2)
+        )
+        q = F.linear(x[rows, positions], self.qkv.weight[:d_model], self.qkv.bias[:d_model])
+        q = q.view(batch, 1, self.n_heads, self.d_head)
+        scores = (q * k).sum(-1) / math.sqrt(self.d_head)  # [batch, pos, heads]
+        future = torch.arange(pos, device=x.device)[None, :] > positions[:, None]
+        weights = scores.masked_fill(future[..., None], float("-inf")).softmax(1)
+        weights = F.dropout(weights, self.dropout if self.training else 0.0)
+        z = (weights[..., None] * v).sum(1)  # [batch, heads, d_head]
+        return self.out(z.reshape(batch, d_model))
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
+    "gelu": F.gelu,
+    "relu": F.relu,
+}
 
 
 class MLP(nn.Module):
@@ -44,13 +78,15 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.d_mlp)
         self.proj = nn.Linear(cfg.d_mlp, cfg.d_model)
+        self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(F.gelu(self.fc(x), approximate="tanh"))  # GPT-2's "gelu_new"
+        return self.proj(self.act(self.fc(x)))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm block: x + attn(ln1(x)), then + mlp(ln2(x))."""
+    """Pre-LayerNorm block: x + attn(ln1(x)), then + mlp(ln2(x)) (or, with residual="normed", the
+    residual continues from ln1(x))."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -59,12 +95,25 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
+        self.normed_residual = cfg.residual == "normed"
 
     def forward(self, x: Tensor, depth: int, hooks: dict[str, Hook] | None) -> Tensor:
-        attn_out = _hooked(self.drop(self.attn(self.ln1(x))), f"blocks.{depth}.hook_attn_out", hooks)
+        h = self.ln1(x)
+        if self.normed_residual:
+            x = h
+        attn_out = _hooked(self.drop(self.attn(h)), f"blocks.{depth}.hook_attn_out", hooks)
         x = _hooked(x + attn_out, f"blocks.{depth}.hook_resid_mid", hooks)
         mlp_out = _hooked(self.drop(self.mlp(self.ln2(x))), f"blocks.{depth}.hook_mlp_out", hooks)
         return x + mlp_out
+
+    def forward_answer(self, x: Tensor, rows: Tensor, positions: Tensor) -> Tensor:
+        """The block's output at the answer position only ([batch, d_model]): keys and values need every
+        position, but the query, the output projection and the MLP only the answer's. Used for the last
+        layer when no hooks are attached; equal to forward(x)[rows, positions]."""
+        h = self.ln1(x)
+        residual = (h if self.normed_residual else x)[rows, positions]
+        x = residual + self.drop(self.attn.forward_one_query(h, rows, positions))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 def _hooked(x: Tensor, name: str, hooks: dict[str, Hook] | None) -> Tensor:
@@ -89,13 +138,19 @@ class Transformer(nn.Module):
         self.unembed = nn.Linear(cfg.d_model, d_vocab, bias=False)
         if cfg.tie_embeddings:
             self.unembed.weight = self.embed.weight
-        self.apply(self._init)
-        for name, param in self.named_parameters():
-            if name.endswith(("attn.out.weight", "mlp.proj.weight")):  # GPT-2's scaled residual init
-                nn.init.normal_(param, std=INIT_STD / math.sqrt(2 * cfg.n_layers))
+        if cfg.init == "gpt2":
+            self.apply(self._init_gpt2)
+            for name, param in self.named_parameters():
+                if name.endswith(("attn.out.weight", "mlp.proj.weight")):  # GPT-2's scaled residual init
+                    nn.init.normal_(param, std=INIT_STD / math.sqrt(2 * cfg.n_layers))
+        else:  # PyTorch defaults, with the in-projection as nn.MultiheadAttention initialises it
+            for block in self.blocks:
+                nn.init.xavier_uniform_(block.attn.qkv.weight)
+                nn.init.zeros_(block.attn.qkv.bias)
+                nn.init.zeros_(block.attn.out.bias)
 
     @staticmethod
-    def _init(module: nn.Module) -> None:
+    def _init_gpt2(module: nn.Module) -> None:
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, std=INIT_STD)
         if isinstance(module, nn.Linear) and module.bias is not None:
@@ -105,26 +160,29 @@ class Transformer(nn.Module):
         """The block applied at `depth` (shared blocks repeat: depth l uses blocks[l % n_unique])."""
         return self.blocks[depth % len(self.blocks)]
 
-    def residual(self, tokens: Tensor, hooks: dict[str, Hook] | None = None) -> Tensor:
-        """Final residual stream [batch, pos, d_model] (before ln_final)."""
+    def residual(self, tokens: Tensor, hooks: dict[str, Hook] | None = None, n_layers: int | None = None) -> Tensor:
+        """Residual stream [batch, pos, d_model] after the first `n_layers` layers (all by default; before
+        ln_final)."""
         if tokens.shape[1] > self.n_ctx:
             raise ValueError(f"input has {tokens.shape[1]} positions; the model's n_ctx is {self.n_ctx}")
         pos = torch.arange(tokens.shape[1], device=tokens.device)
         x = _hooked(self.embed(tokens), "hook_embed", hooks)
         x = self.drop(x + _hooked(self.pos_embed(pos), "hook_pos_embed", hooks))
-        for depth in range(self.cfg.n_layers):
+        for depth in range(self.cfg.n_layers if n_layers is None else n_layers):
             x = _hooked(x, f"blocks.{depth}.hook_resid_pre", hooks)
             x = self.block_at(depth)(x, depth, hooks)
             x = _hooked(x, f"blocks.{depth}.hook_resid_post", hooks)
         return x
 
-    def forward(
-        self, tokens: Tensor, positions: Tensor | None = None, hooks: dict[str, Hook] | None = None
-    ) -> Tensor:
-        x = self.residual(tokens, hooks)
-        if positions is not None:
-            x = x[torch.arange(len(x), device=x.device), positions]
-        return self.unembed(self.ln_final(x))
+    def forward(self, tokens: Tensor, positions: Tensor | None = None, hooks: dict[str, Hook] | None = None) -> Tensor:
+        if positions is None:
+            return self.unembed(self.ln_final(self.residual(tokens, hooks)))
+        rows = torch.arange(len(tokens), device=tokens.device)
+        if hooks:  # every hook point at every position
+            return self.unembed(self.ln_final(self.residual(tokens, hooks)[rows, positions]))
+        last = self.cfg.n_layers - 1
+        x = self.residual(tokens, n_layers=last)
+        return self.unembed(self.ln_final(self.block_at(last).forward_answer(x, rows, positions)))
 
     def hook_names(self) -> list[str]:
         names = ["hook_embed", "hook_pos_embed"]

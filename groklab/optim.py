@@ -15,15 +15,21 @@ from torch import Tensor, nn
 from groklab.config import FilterConfig, TrainConfig
 from groklab.model import param_groups
 
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    fused = all(p.is_cuda for p in model.parameters())  # fused kernels exist on CUDA; foreach elsewhere
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
-        lr=cfg.lr,
-        betas=cfg.betas,
-        fused=fused or None,
-        foreach=None if fused else True,
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay, Wang et al.) or Adam (weight decay as an L2 term in the gradient, as in
+    Grokfast's and Power et al.'s code). Biases and LayerNorm are not decayed unless train.decay_all."""
+    # fused kernels exist for CUDA and CPU (one pass over each tensor instead of a dozen foreach sweeps)
+    fused = all(p.device.type in ("cuda", "cpu") for p in model.parameters())
+    groups = (
+        [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+        if cfg.decay_all
+        else param_groups(model, cfg.weight_decay)
+    )
+    return OPTIMIZERS[cfg.optimizer](
+        groups, lr=cfg.lr, betas=cfg.betas, fused=fused or None, foreach=None if fused else True
     )
 
 

@@ -23,6 +23,32 @@ def test_shapes_full_and_answer_position():
     torch.testing.assert_close(picked, model(tokens)[torch.arange(6), positions])
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"init": "torch", "residual": "normed", "activation": "gelu"},
+        {"n_layers": 4, "n_unique_blocks": 2, "activation": "relu"},
+        {"n_layers": 1},
+    ],
+)
+def test_answer_only_last_layer_equals_full_forward(kw):
+    """The fast path (last layer computed at the answer position only) gives the full forward's logits,
+    also with gradients, and so does the hooked path (hooks force the full forward)."""
+    model = make(**kw).double()
+    tokens = torch.randint(1, 50, (8, 4))
+    positions = torch.tensor([3, 2, 1, 0, 3, 3, 2, 1])
+    fast = model(tokens, positions)
+    full = model(tokens)[torch.arange(8), positions]
+    torch.testing.assert_close(fast, full)
+    hooked = model(tokens, positions, hooks={"hook_embed": lambda x, name: None})
+    torch.testing.assert_close(hooked, full)
+    g_fast = torch.autograd.grad(fast.square().sum(), list(model.parameters()), allow_unused=True)
+    g_full = torch.autograd.grad(full.square().sum(), list(model.parameters()), allow_unused=True)
+    for a, b in zip(g_fast, g_full, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_right_padding_does_not_change_earlier_positions():
     model = make()
     a = torch.tensor([[3, 4, 5, 0]])
@@ -101,3 +127,14 @@ def test_patching_clean_into_clean_changes_nothing():
     changed = run_with_patches(model, tokens, {resid_name(2): (3, other_cache[resid_name(2)][:, 3])})
     assert not torch.allclose(changed[:, 3], logits[:, 3])
     torch.testing.assert_close(changed[:, :3], logits[:, :3])  # causal: earlier positions untouched
+
+
+def test_short_sequence_attention_equals_sdpa(monkeypatch):
+    """The CPU broadcast attention for short sequences matches PyTorch's scaled_dot_product_attention."""
+    import groklab.model as model_module
+
+    model = make(residual="normed").double()
+    tokens = torch.randint(1, 50, (5, 4))
+    short = model(tokens)
+    monkeypatch.setattr(model_module, "SHORT_SEQUENCE", 0)
+    torch.testing.assert_close(short, model(tokens))
