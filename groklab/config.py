@@ -116,13 +116,13 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0 = all cores
     eval_points: int = 60  # evaluations, log-spaced over the run (dense early, sparse late)
     ckpt_points: int = 10  # checkpoints, log-spaced, plus the final step
-    eval_batch_size: int = 8192
+    eval_batch_size: int = 0  # 0 = auto: 1024 on a CPU (cache-sized, fastest seen), 8192 on a GPU
     fit_threshold: float = 0.99  # fit: first eval where the train probe reaches this accuracy
     grok_threshold: float = 0.95  # grok: first eval where the test_id probe reaches this accuracy
     stop_on_grok: bool = False  # stop at the first eval where the run has both fit and grokked
 
     def validate(self) -> None:
-        positive = ("steps", "batch_size", "eval_points", "ckpt_points", "eval_batch_size", "check_every")
+        positive = ("steps", "batch_size", "eval_points", "ckpt_points", "check_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 1")
@@ -134,7 +134,7 @@ class TrainConfig:
             raise UserError(f"train.schedule={self.schedule!r} is not one of constant, cosine")
         if self.autocast not in ("auto", "none", "bf16"):
             raise UserError(f"train.autocast={self.autocast!r} is not one of auto, none, bf16")
-        nonneg = ("warmup_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm")
+        nonneg = ("warmup_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm", "eval_batch_size")
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 0")

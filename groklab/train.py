@@ -134,7 +134,8 @@ class Trainer:
         self.autocast = make_autocast(tcfg, self.device)
         self.train_split = DeviceSplit.from_split(data.train, data.n_ctx, self.device)
         self.batches = Batches(len(data.train), tcfg.batch_size, tcfg.seed, self.device)
-        self.evaluate = ProbeEvaluator(data, data.n_ctx, self.device, tcfg.eval_batch_size)
+        eval_batch = tcfg.eval_batch_size or (1024 if self.device.type == "cpu" else 8192)
+        self.evaluate = ProbeEvaluator(data, data.n_ctx, self.device, eval_batch)
         self.eval_steps, self.ckpt_steps = schedules(tcfg)
         self.step, self.elapsed = 0, 0.0
         self.loss_sum = torch.zeros((), dtype=torch.double, device=self.device)
