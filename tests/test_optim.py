@@ -106,3 +106,28 @@ def test_detect_grokking():
     assert found["fit_step"] == 20 and found["grok_step"] == 40 and found["grok_over_fit"] == 2.0
     assert found["train_reaches_grok_level_step"] == 10 and found["delay_steps"] == 30
     assert detect_grokking(rows[:2], "tr", "te", 0.99, 0.95)["grok_step"] is None
+
+
+def test_adam_with_l2_on_every_parameter_or_adamw_with_paper_groups():
+    from groklab.config import ModelConfig
+    from groklab.model import Transformer
+    from groklab.optim import make_optimizer
+
+    model = Transformer(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32), 10, 4)
+    adam = make_optimizer(model, TrainConfig(optimizer="adam", decay_all=True, weight_decay=0.005))
+    assert type(adam) is torch.optim.Adam and len(adam.param_groups) == 1
+    assert adam.param_groups[0]["weight_decay"] == 0.005
+    adamw = make_optimizer(model, TrainConfig(weight_decay=0.1))
+    assert type(adamw) is torch.optim.AdamW
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.1, 0.0]  # no decay on LayerNorm and biases
+
+
+def test_torch_init_has_unit_embeddings_and_gpt2_init_small_ones():
+    from groklab.config import ModelConfig
+    from groklab.model import Transformer
+
+    big = Transformer(ModelConfig(init="torch", tie_embeddings=False), 500, 4)
+    small = Transformer(ModelConfig(), 500, 4)
+    assert 0.9 < big.embed.weight.std().item() < 1.1
+    assert 0.015 < small.embed.weight.std().item() < 0.025
+    assert big.blocks[0].attn.qkv.bias.abs().max() == 0

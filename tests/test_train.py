@@ -119,3 +119,11 @@ def test_second_writer_is_refused(tiny_config, tmp_path):
         train.Trainer(first.cfg, run_dir, first.data, progress=False)
     first.run()  # releases the lock
     train.resume(run_dir, progress=False)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    from groklab.config import TrainConfig
+
+    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="train.autocast=none"):
+        train.make_autocast(TrainConfig(autocast="bf16"), torch.device("cpu"))
