@@ -26,9 +26,9 @@ def run_filter(cfg: FilterConfig, grads: list[float]) -> list[float]:
 
 
 def test_ema_matches_hand_computation():
-    # μ0 = g0 → out0 = g0 + λ g0; μ1 = α μ0 + (1−α) g1 → out1 = g1 + λ μ1
-    out = run_filter(FilterConfig(kind="ema", alpha=0.5, amplify=2.0), [1.0, 3.0])
-    assert out == pytest.approx([3.0, 3.0 + 2.0 * 2.0])
+    # μ0 = g0 → out0 = g0 + λ g0; μ1 = α μ0 + (1−α) g1 = 2 → out1 = g1 + λ μ1; μ2 = 0.5·2 + 0.5·(−1) = 0.5
+    out = run_filter(FilterConfig(kind="ema", alpha=0.5, amplify=2.0), [1.0, 3.0, -1.0])
+    assert out == pytest.approx([3.0, 3.0 + 2.0 * 2.0, -1.0 + 2.0 * 0.5])
 
 
 def test_ema_lambda_zero_is_identity():
