@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train the demo config and show it grok")
     demo.add_argument("--out", type=Path, help="run directory (default runs/demo-<time>)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    analyze = sub.add_parser("analyze", help="mechanistic analysis over every checkpoint of a run")
+    analyze.add_argument("run_dir", type=Path)
+    analyze.add_argument("--method", choices=["logit-lens"], default="logit-lens")
+    analyze.add_argument("--split", default="test_inferred_id", help="probe split to analyse")
+    analyze.add_argument("--examples", type=int, default=300, help="rows of the split (a fixed random subset)")
+    analyze.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -132,6 +139,15 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from groklab.analysis.across import analyze
+
+    if args.examples < 1:
+        raise UserError(f"--examples {args.examples} must be >= 1")
+    out = analyze(args.run_dir, args.method, args.split, args.examples, progress=not args.quiet)
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
 def cmd_demo(args: argparse.Namespace) -> dict:
     args.config, args.data, args.resume, args.quiet = "demo", None, None, False
     args.out = args.out or default_run_dir("demo")
@@ -141,7 +157,8 @@ def cmd_demo(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        {"data": cmd_data, "train": cmd_train, "demo": cmd_demo}[args.command](args)
+        commands = {"data": cmd_data, "train": cmd_train, "demo": cmd_demo, "analyze": cmd_analyze}
+        commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

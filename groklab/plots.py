@@ -50,3 +50,35 @@ def accuracy_curves(
     plt.close(fig)
     tmp.replace(out)
     return out
+
+
+def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
+    """MRR of each role's token per layer against training step (one panel per role), with the split's
+    accuracy on a second axis: does the bridge become decodable in a middle layer as the run groks?"""
+    checkpoints = analysis["checkpoints"]
+    roles = list(checkpoints[-1]["roles"]) if checkpoints else []
+    fig, axes = plt.subplots(1, max(1, len(roles)), figsize=(4.5 * max(1, len(roles)), 3.6), squeeze=False)
+    steps = [c["step"] for c in checkpoints]
+    acc_key = f"{analysis['split']}/acc"
+    for ax, role in zip(axes[0], roles, strict=False):
+        n_states = analysis["n_layers"] + 1
+        cmap = plt.get_cmap("viridis", n_states)
+        for layer in range(n_states):
+            mrr = [c["roles"].get(role, {}).get("mrr", [float("nan")] * n_states)[layer] for c in checkpoints]
+            ax.plot(steps, mrr, color=cmap(layer), marker=".", label=f"after {layer} blocks")
+        twin = ax.twinx()
+        acc = [(r["step"], r[acc_key]) for r in metrics if acc_key in r and r["step"] > 0]
+        if acc:
+            twin.plot(*zip(*acc, strict=True), color="black", linestyle="--", linewidth=1, label=acc_key)
+        twin.set_ylim(-0.02, 1.02)
+        twin.set_ylabel(f"{analysis['split']} accuracy (dashed)")
+        ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="optimisation step (log)", ylabel="MRR", title=role)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"logit lens on {analysis['split']} ({analysis['examples']} examples)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

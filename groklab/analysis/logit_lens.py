@@ -1,0 +1,56 @@
+"""Logit lens: decode every layer's residual stream with the final LayerNorm and unembedding, and measure
+the rank and reciprocal rank of a role's token (SPEC §6). Works for any depth and with shared blocks,
+because states are read by depth through hook names."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from groklab.analysis.roles import ANSWER_POSITION, TARGETS
+from groklab.errors import UserError
+from groklab.hooks import resid_name, run_with_cache
+from groklab.model import Transformer
+from groklab.tasks.dataset import Split
+
+
+def ranks(logits: Tensor, targets: Tensor) -> Tensor:
+    """1-based rank of each row's target among its logits (1 = top prediction; ties count against it)."""
+    target_logit = logits.gather(1, targets[:, None])
+    return (logits > target_logit).sum(1) + 1
+
+
+def decode(model: Transformer, state: Tensor) -> Tensor:
+    """Logits the model would output if `state` [n, d_model] were its final residual stream."""
+    return model.unembed(model.ln_final(state))
+
+
+@torch.no_grad()
+def logit_lens(model: Transformer, split: Split, task: str, device: torch.device) -> dict[str, dict]:
+    """For each role target of `task`: per layer i (residual stream after i blocks, i = 0..n_layers) the
+    mean reciprocal rank, top-1 fraction and median rank of the role's token, over the rows of `split`."""
+    if task not in TARGETS:
+        raise UserError(f"the logit lens knows the roles of {', '.join(TARGETS)} facts, not {task!r}")
+    tokens = torch.as_tensor(split.tokens, device=device)
+    last = torch.as_tensor(split.lengths, device=device) - 1
+    rows = torch.arange(len(tokens), device=device)
+    names = [resid_name(i) for i in range(model.cfg.n_layers + 1)]
+    _, cache = run_with_cache(model, tokens, names)
+    out = {}
+    for role, (field, position) in TARGETS[task].items():
+        wanted = np.asarray(split.fields[field])
+        keep = torch.as_tensor(wanted >= 0, device=device)  # rows where the role exists
+        if not bool(keep.any()):
+            continue
+        pos = last if position == ANSWER_POSITION else torch.full_like(last, position)
+        target = torch.as_tensor(wanted, device=device)[keep]
+        per_layer = [ranks(decode(model, cache[name][rows, pos][keep]).float(), target) for name in names]
+        r = torch.stack(per_layer).double()  # [layers + 1, n]
+        out[role] = {
+            "mrr": (1 / r).mean(1).tolist(),
+            "top1": (r == 1).double().mean(1).tolist(),
+            "median_rank": r.median(1).values.tolist(),
+            "n": int(keep.sum()),
+        }
+    return out
