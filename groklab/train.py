@@ -267,7 +267,7 @@ class Trainer:
 
     def _postfix(self, row: dict) -> str:
         roles = self.data.roles
-        parts = [f"loss {row.get('train/loss', float('nan')):.3f}"]
+        parts = [f"loss {row['train/loss']:.3f}" if "train/loss" in row else "loss -"]
         for role in ("train", "test_id", "test_ood"):
             if role in roles:
                 parts.append(f"{role} {row[f'{roles[role]}/acc']:.2f}")
