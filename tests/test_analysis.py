@@ -64,3 +64,21 @@ def test_comparison_roles(tmp_path):
     lens = logit_lens(model, data.probes["test_inferred_ood"], "comparison", torch.device("cpu"))
     assert set(lens) == {"v1@e1", "v2@e2", "answer@last"}
     assert np.isfinite(lens["v1@e1"]["mrr"]).all()
+
+
+def test_patching_clean_into_clean_changes_nothing_and_a_patch_matters(tiny_config):
+    from groklab.hooks import resid_name, run_with_cache, run_with_patches
+
+    cfg = tiny_config()
+    data = generate(cfg.data)
+    model = Transformer(cfg.model, len(data.vocab), data.n_ctx).eval()
+    split = data.probes["test_inferred_id"].take(np.arange(20))
+    tokens, last = torch.as_tensor(split.tokens), torch.as_tensor(split.lengths) - 1
+    clean, cache = run_with_cache(model, tokens, positions=last)
+    for i in range(cfg.model.n_layers + 1):
+        name = resid_name(i)
+        same = run_with_patches(model, tokens, {name: (1, cache[name][:, 1])}, positions=last)
+        torch.testing.assert_close(same, clean)
+    other = cache[resid_name(1)][:, 1].roll(1, dims=0)  # another example's state at r1
+    changed = run_with_patches(model, tokens, {resid_name(1): (1, other)}, positions=last)
+    assert not torch.allclose(changed, clean)
