@@ -306,11 +306,17 @@ def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, pro
     return Trainer(cfg, run_dir, data, progress)
 
 
-def resume(run_dir: Path, progress: bool = True) -> Trainer:
-    """Reopen a run at its newest good checkpoint, dropping metrics logged after it."""
+def open_run(run_dir: Path) -> tuple[config.RunConfig, TaskData]:
+    """A run's resolved config and its data (regenerated from the config, or read from the folder it used)."""
     cfg = config.from_dict(runs.read_json(run_dir / "config.json"))
     source = runs.read_json(run_dir / "meta.json").get("data_source", {})
-    trainer = Trainer(cfg, run_dir, load_task_data(cfg, source.get("dir")), progress)
+    return cfg, load_task_data(cfg, source.get("dir"))
+
+
+def resume(run_dir: Path, progress: bool = True) -> Trainer:
+    """Reopen a run at its newest good checkpoint, dropping metrics logged after it."""
+    cfg, data = open_run(run_dir)
+    trainer = Trainer(cfg, run_dir, data, progress)
     step = checkpoint.latest_good(run_dir)
     if step is not None:
         trainer.restore(step)

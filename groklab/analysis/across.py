@@ -8,22 +8,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from groklab import checkpoint, config, runs
+from groklab import checkpoint, runs
 from groklab.analysis.logit_lens import logit_lens
 from groklab.errors import UserError
 from groklab.model import Transformer
-from groklab.train import load_task_data
+from groklab.train import open_run
 
 METHODS = {"logit-lens": logit_lens}
-
-
-def open_run(run_dir: Path) -> tuple[config.RunConfig, object]:
-    """A run's config and its data (regenerated from the config, or read from the folder it trained on)."""
-    if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir}: config.json is missing; give a run directory written by `groklab train`")
-    cfg = config.from_dict(runs.read_json(run_dir / "config.json"))
-    source = runs.read_json(run_dir / "meta.json").get("data_source", {}) if (run_dir / "meta.json").is_file() else {}
-    return cfg, load_task_data(cfg, source.get("dir"))
 
 
 def analyze(run_dir: Path, method: str, split: str, examples: int, progress: bool = True) -> Path:
@@ -46,18 +37,16 @@ def analyze(run_dir: Path, method: str, split: str, examples: int, progress: boo
         results.append({"step": step, "roles": METHODS[method](model, rows, data.task, device)})
     out = run_dir / "analysis" / f"{method}-{split}.json"
     out.parent.mkdir(exist_ok=True)
-    runs.write_json(
-        out,
-        {
-            "method": method,
-            "split": split,
-            "examples": len(rows),
-            "task": data.task,
-            "n_layers": cfg.model.n_layers,
-            "checkpoints": results,
-        },
-    )
+    analysis = {
+        "method": method,
+        "split": split,
+        "examples": len(rows),
+        "task": data.task,
+        "n_layers": cfg.model.n_layers,
+        "checkpoints": results,
+    }
+    runs.write_json(out, analysis)
     from groklab.plots import logit_lens_curves
 
-    logit_lens_curves(runs.read_json(out), runs.read_metrics(run_dir), out.with_suffix(".png"))
+    logit_lens_curves(analysis, runs.read_metrics(run_dir), out.with_suffix(".png"))
     return out
