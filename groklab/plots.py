@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 ROLE_STYLE = {
     "train": ("tab:blue", "train"),
@@ -76,6 +78,86 @@ def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"logit lens on {analysis['split']} ({analysis['examples']} examples)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def nearest_checkpoint(checkpoints: list[dict], step: int) -> dict:
+    """The checkpoint closest to `step` on a log scale (checkpoints are log-spaced)."""
+    return min(checkpoints, key=lambda c: abs(math.log(max(c["step"], 1)) - math.log(max(step, 1))))
+
+
+def causal_tracing_heatmaps(analysis: dict, summary: dict, path: Path) -> Path:
+    """Causal strength over (layer, position) at the fit step, at the grok step (when there is one) and at the
+    end, and end − fit: the shape of Wang et al.'s Fig. 4. Each column traces its own token's perturbation."""
+    from groklab.analysis.roles import PERTURBED_TOKENS
+
+    checkpoints = analysis["checkpoints"]
+    fit = nearest_checkpoint(checkpoints, summary.get("fit_step") or checkpoints[0]["step"])
+    panels = [("fit", fit)]
+    if summary.get("grok_step"):
+        panels.append(("grok", nearest_checkpoint(checkpoints, summary["grok_step"])))
+    panels.append(("end", checkpoints[-1]))
+    grids = [(f"{label}: step {c['step']:,}", np.asarray(c["strength"])) for label, c in panels]
+    grids.append(("end − fit", grids[-1][1] - grids[0][1]))
+    names = sorted(PERTURBED_TOKENS.get(analysis["task"], {}), key=PERTURBED_TOKENS[analysis["task"]].get)
+    n_states, n_pos = grids[0][1].shape
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids) + 1, 0.45 * n_states + 1.8), squeeze=False)
+    for ax, (title, grid) in zip(axes[0], grids, strict=True):
+        diff = title.startswith("end −")
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="RdBu_r" if diff else "viridis",
+                          vmin=-1 if diff else 0, vmax=1)
+        for (i, q), v in np.ndenumerate(grid):
+            ax.text(q, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.5 else "k")
+        ax.set_xticks(range(n_pos), names if len(names) == n_pos else range(n_pos))
+        ax.set_yticks(range(n_states))
+        ax.set(title=title, xlabel="position (its own token perturbed)", ylabel="state after i blocks")
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.suptitle(f"causal tracing on {analysis['split']} ({analysis['examples']} examples): "
+                 "fraction of predictions changed by patching S[i, position]")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
+    """Causal strength of each intermediate state S[i, q] (0 < i < n_layers) against training step, one panel per
+    perturbed token, with the split's accuracy dashed: does the information route change as the run groks
+    (e.g. the head's effect moving from S[i, r2] to the bridge state S[i, r1])?"""
+    checkpoints = analysis["checkpoints"]
+    perturbed = list(checkpoints[-1]["perturbed"])
+    steps = [c["step"] for c in checkpoints]
+    n_layers = analysis["n_layers"]
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(perturbed), figsize=(4.6 * len(perturbed), 3.8), squeeze=False)
+    curves = {}  # the traced split's accuracy, and the ID test accuracy that shows the grokking
+    for key, style in ((f"{analysis['split']}/acc", "-"), ("test_inferred_id/acc", "--")):
+        points = [(r["step"], r[key]) for r in metrics if key in r and r["step"] > 0]
+        if points and key not in curves:
+            curves[key] = (points, style)
+    cmap = plt.get_cmap("viridis", n_layers + 1)
+    for ax, name in zip(axes[0], perturbed, strict=True):
+        position = checkpoints[-1]["perturbed"][name]["position"]
+        n_pos = len(checkpoints[-1]["perturbed"][name]["strength"][0])
+        for q in range(position, n_pos):
+            for i in range(1, n_layers):
+                ys = [c["perturbed"][name]["strength"][i][q] for c in checkpoints]
+                ax.plot(steps, ys, color=cmap(i), linestyle=styles[(q - position) % len(styles)], marker=".",
+                        markersize=3, label=f"S[{i}, pos {q}]")
+        for key, (points, style) in curves.items():
+            ax.plot(*zip(*points, strict=True), color="black", linestyle=style, linewidth=2, alpha=0.35, label=key)
+        ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="optimisation step (log)", ylabel="causal strength",
+               title=f"{name} (position {position}) perturbed")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2, loc="upper left")
+    fig.suptitle(f"causal tracing on {analysis['split']}: strength of intermediate states against step")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)

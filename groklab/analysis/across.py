@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from groklab import checkpoint, runs
+from groklab import checkpoint, plots, runs
+from groklab.analysis.causal_tracing import causal_tracing, plan_perturbations
 from groklab.analysis.logit_lens import logit_lens
 from groklab.errors import UserError
 from groklab.model import Transformer
+from groklab.tasks.dataset import Split, TaskData
 from groklab.train import open_run
 
-METHODS = {"logit-lens": logit_lens}
+Measure = Callable[[Transformer, torch.device], dict]
 
 
-def analyze(run_dir: Path, method: str, split: str, examples: int, progress: bool = True) -> Path:
+def prepare_logit_lens(data: TaskData, rows: Split) -> Measure:
+    return lambda model, device: {"roles": logit_lens(model, rows, data.task, device)}
+
+
+def prepare_causal_tracing(data: TaskData, rows: Split) -> Measure:
+    plans = plan_perturbations(data, rows)  # the same perturbed inputs at every checkpoint
+    return lambda model, device: causal_tracing(model, rows, plans, device)
+
+
+METHODS: dict[str, Callable[[TaskData, Split], Measure]] = {
+    "logit-lens": prepare_logit_lens,
+    "causal-tracing": prepare_causal_tracing,
+}
+DEFAULT_SPLIT = {"logit-lens": "test_inferred_id", "causal-tracing": "train_inferred"}  # the paper's choices
+
+
+def analyze(run_dir: Path, method: str, split: str | None, examples: int, progress: bool = True) -> Path:
     """`method` on `examples` rows of probe `split` at every checkpoint; returns the JSON path."""
+    if method not in METHODS:
+        raise UserError(f"--method {method!r} is unknown; choose one of {', '.join(METHODS)}")
+    split = split or DEFAULT_SPLIT[method]
     cfg, data = open_run(run_dir)
     if split not in data.probes:
         raise UserError(f"--split {split!r} is not a probe of this run; choose one of {', '.join(data.probes)}")
@@ -28,13 +50,14 @@ def analyze(run_dir: Path, method: str, split: str, examples: int, progress: boo
     probe = data.probes[split]
     pick = np.random.default_rng(0).permutation(len(probe))[: min(examples, len(probe))]
     rows = probe.take(np.sort(pick))
+    measure = METHODS[method](data, rows)
     device = torch.device("cpu")
     model = Transformer(cfg.model, len(data.vocab), data.n_ctx).to(device)
     results = []
     for step in tqdm(steps, desc=method, unit="ckpt", disable=not progress):
         checkpoint.load(run_dir, step, model)
         model.eval()
-        results.append({"step": step, "roles": METHODS[method](model, rows, data.task, device)})
+        results.append({"step": step, **measure(model, device)})
     out = run_dir / "analysis" / f"{method}-{split}.json"
     out.parent.mkdir(exist_ok=True)
     analysis = {
@@ -46,7 +69,12 @@ def analyze(run_dir: Path, method: str, split: str, examples: int, progress: boo
         "checkpoints": results,
     }
     runs.write_json(out, analysis)
-    from groklab.plots import logit_lens_curves
-
-    logit_lens_curves(analysis, runs.read_metrics(run_dir), out.with_suffix(".png"))
+    png = out.with_suffix(".png")
+    if method == "logit-lens":
+        plots.logit_lens_curves(analysis, runs.read_metrics(run_dir), png)
+    else:
+        summary_path = run_dir / "summary.json"
+        summary = runs.read_json(summary_path) if summary_path.exists() else {}
+        plots.causal_tracing_heatmaps(analysis, summary, png)
+        plots.causal_tracing_curves(analysis, runs.read_metrics(run_dir), png.with_name(f"{png.stem}-curves.png"))
     return out

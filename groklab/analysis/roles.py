@@ -14,3 +14,9 @@ TARGETS: dict[str, dict[str, tuple[str, int]]] = {
     "composition": {"bridge@r1": ("bridge", 1), "r2@r2": ("r2", 2), "answer@last": ("answer", ANSWER_POSITION)},
     "comparison": {"v1@e1": ("v1", 1), "v2@e2": ("v2", 2), "answer@last": ("answer", ANSWER_POSITION)},
 }
+
+# Causal tracing perturbs each input token in turn (SPEC §6): token role -> its input position.
+PERTURBED_TOKENS: dict[str, dict[str, int]] = {
+    "composition": {"head": 0, "r1": 1, "r2": 2},
+    "comparison": {"attribute": 0, "e1": 1, "e2": 2},
+}
