@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -111,9 +112,11 @@ class Batches:
 
 
 def schedules(cfg: config.TrainConfig) -> tuple[set[int], set[int]]:
-    """Evaluation steps, and checkpoint steps chosen among them (so a checkpoint always follows an eval)."""
+    """Evaluation steps, and checkpoint steps chosen among them (so a checkpoint always follows an eval).
+    Evaluations are log-spaced, so evenly spaced picks among them are log-spaced too: the fit → grok window
+    gets its share of checkpoints for `groklab analyze`."""
     evals = log_spaced_steps(cfg.steps, cfg.eval_points)
-    picks = log_spaced_steps(len(evals) - 1, cfg.ckpt_points, include_zero=False)
+    picks = np.linspace(1, len(evals) - 1, max(cfg.ckpt_points, 1)).round().astype(int)
     ckpts = {evals[i] for i in picks if evals[i] > 0} | {cfg.steps}
     return set(evals), ckpts
 

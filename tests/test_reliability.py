@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import torch
 from safetensors.torch import load_file
@@ -15,7 +16,7 @@ from safetensors.torch import load_file
 from groklab import checkpoint, runs
 from tests.conftest import TINY
 
-KILL_SETTINGS = TINY + ["train.steps=150", "train.eval_points=40", "train.ckpt_points=25"]
+KILL_SETTINGS = TINY + ["train.steps=150", "train.eval_points=60", "train.ckpt_points=60"]  # ~50 checkpoints
 
 
 def cli(*args: str) -> list[str]:
@@ -35,6 +36,34 @@ def comparable(run_dir):
     return rows, step, load_file(checkpoint.step_dir(run_dir, step) / "model.safetensors")
 
 
+def checkpoints_of(run_dir) -> int:
+    return len(checkpoint.list_steps(run_dir))
+
+
+def kill_after_progress(proc: subprocess.Popen, run_dir, rng: random.Random, during_write: bool) -> bool:
+    """SIGKILL `proc` once it has written a new checkpoint: at a random moment up to 0.2 s later, or (when
+    `during_write`) as soon as the next checkpoint's temp folder appears. Progress-based, not time-based, so
+    the test behaves the same on fast and slow machines. Returns False if the run finished first."""
+    before = checkpoints_of(run_dir)
+    while checkpoints_of(run_dir) <= before:
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    if during_write:
+        deadline = time.monotonic() + 5
+        while not any((run_dir / checkpoint.CKPT_DIR).glob(".tmp-*")) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.0005)
+    else:
+        time.sleep(rng.uniform(0.0, 0.2))
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
 def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
     env = os.environ | {"PYTHONHASHSEED": "0"}
     subprocess.run(train_args(tmp_path / "clean"), check=True, env=env, capture_output=True)
@@ -44,18 +73,12 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
     command = train_args(run_dir)
     while True:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        delay = rng.uniform(0.5, 4.0) if kills < 12 else None
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        if kills < 12 and kill_after_progress(proc, run_dir, rng, during_write=kills % 3 == 0):
             kills += 1
         else:
-            assert proc.returncode == 0, proc.stderr.read().decode()
+            assert proc.wait() == 0, proc.stderr.read().decode()
             break
-        if (run_dir / "config.json").exists():
-            command = cli("train", "--resume", str(run_dir))
+        command = cli("train", "--resume", str(run_dir))
     assert kills >= 10
     clean_rows, clean_step, clean_weights = comparable(tmp_path / "clean")
     rows, step, weights = comparable(run_dir)
