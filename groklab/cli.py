@@ -6,6 +6,9 @@
     groklab train configs/composition-paper.toml --data data/paper # train on a dataset folder
     groklab train --resume runs/mine                               # continue exactly where it stopped
     groklab demo                                                   # the small composition run that groks
+    groklab export runs/mine --format hf --out exports/mine        # Hugging Face GPT-2 folder (+ TL)
+    groklab sweep phi-cpu --jobs 2                                 # a grid of runs, idempotent (sweeps/)
+    groklab report runs/phi-cpu                                    # HTML page + PNGs of runs or sweeps
 
 Every user-fixable problem ends in one `error: ...` line (exit status 2), never a traceback.
 """
@@ -61,10 +64,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="mechanistic analysis over every checkpoint of a run")
     analyze.add_argument("run_dir", type=Path)
-    analyze.add_argument("--method", choices=["logit-lens"], default="logit-lens")
-    analyze.add_argument("--split", default="test_inferred_id", help="probe split to analyse")
+    analyze.add_argument("--method", choices=["logit-lens", "causal-tracing"], default="logit-lens")
+    analyze.add_argument(
+        "--split", help="probe split to analyse (default: test_inferred_id for the logit lens, train_inferred for "
+        "causal tracing, as in the paper)"
+    )
     analyze.add_argument("--examples", type=int, default=300, help="rows of the split (a fixed random subset)")
     analyze.add_argument("--quiet", action="store_true")
+
+    export = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 folder (TransformerLens too)")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", choices=["hf"], default="hf", help="hf: GPT2LMHeadModel + tokenizer")
+    export.add_argument("--out", required=True, type=Path, help="folder to create (must be new or empty)")
+    export.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+
+    sweep = sub.add_parser("sweep", help="train a grid of runs (skips finished runs, resumes interrupted ones)")
+    sweep.add_argument("sweep", help="sweep TOML file or preset name (see sweeps/)")
+    sweep.add_argument("--jobs", type=int, default=1, help="local backend: runs at a time, each in its own process")
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local")
+    sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
+    sweep.add_argument("--out", type=Path, help="sweep directory (default runs/<sweep name>)")
+
+    report = sub.add_parser("report", help="an HTML page with figures and a table from run or sweep folders")
+    report.add_argument("dirs", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR")
+    report.add_argument("--out", type=Path, help="output folder (default DIR/report for one directory)")
     return parser
 
 
@@ -145,7 +168,41 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     if args.examples < 1:
         raise UserError(f"--examples {args.examples} must be >= 1")
     out = analyze(args.run_dir, args.method, args.split, args.examples, progress=not args.quiet)
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    figures = sorted(out.parent.glob(f"{out.stem}*.png"))
+    print(f"wrote {out} and {', '.join(str(f) for f in figures)}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from groklab.export import export_hf
+
+    out = export_hf(args.run_dir, args.out, args.step)
+    print(f"wrote {out}: load it with GPT2LMHeadModel.from_pretrained or TransformerBridge.boot_transformers")
+
+
+def cmd_sweep(args: argparse.Namespace) -> list[dict]:
+    from groklab import report, sweep
+
+    spec = sweep.load(args.sweep)
+    out = args.out or Path("runs") / spec.name
+    results = sweep.run(spec, out, args.jobs, args.backend, args.address)
+    started = [r["name"] for r in results if (out / r["name"] / "config.json").is_file()]
+    print(report.format_table(*report.table([report.load_run(out / n, n) for n in started], list(spec.grid))))
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        print(r.get("traceback", ""), end="", file=sys.stderr)
+    if failed:
+        raise UserError(
+            f"{len(failed)} of {len(results)} runs failed (first: {failed[0]['name']}: {failed[0]['error']}); "
+            "fix it and run the same sweep again: finished runs are skipped"
+        )
+    print(f"report: groklab report {out}")
+    return results
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from groklab.report import write
+
+    print(f"wrote {write(args.dirs, args.out)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> dict:
@@ -157,7 +214,15 @@ def cmd_demo(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        commands = {"data": cmd_data, "train": cmd_train, "demo": cmd_demo, "analyze": cmd_analyze}
+        commands = {
+            "data": cmd_data,
+            "train": cmd_train,
+            "demo": cmd_demo,
+            "analyze": cmd_analyze,
+            "export": cmd_export,
+            "sweep": cmd_sweep,
+            "report": cmd_report,
+        }
         commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,135 @@
+"""Reports: from fixture run and sweep directories (written here, no training) to one HTML page and PNGs."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from groklab import config, runs
+from groklab.cli import main
+from groklab.report import collect, load_run, table
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NOT_STARTED = {"name": "s", "keys": ["data.phi"], "grid": {"data.phi": [9]}, "fixed": {}, "base": "demo.toml",
+               "runs": [{"name": "phi=9", "dir": "phi=9", "overrides": {"data.phi": 9}}]}
+
+
+def fake_run(run_dir, phi, seed, grok_at, steps=8000, finished=True):
+    """A composition run directory as the trainer leaves it: train fits at step grok_at/3 and test_id groks at
+    grok_at (None: never); unfinished runs stop logging at steps/2 and have no summary.json."""
+    cfg = config.load("demo", [f"data.phi={phi}", f"train.seed={seed}", f"train.steps={steps}"])
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "config.json", cfg.to_dict())
+    last = steps if finished else steps // 2
+    logged = [0] + [round(10 ** (k / 10)) for k in range(1, 50) if 10 ** (k / 10) < last] + [last]
+    rows = []
+    for step in logged:
+        fit = 1 / (1 + math.exp(-(step - (grok_at or 6000) / 3) / 200))
+        test = 0.02 if grok_at is None else 1 / (1 + math.exp(-(step - grok_at * 0.9) / (grok_at * 0.05)))
+        rows.append({"step": step, "epoch": step / 50, "train_inferred/acc": fit, "test_inferred_id/acc": test,
+                     "test_inferred_ood/acc": 0.01, "id_atomic/acc": fit, "elapsed_s": step / 20})
+    runs.rewrite_metrics(run_dir, rows)
+    if finished:
+        found = load_run(run_dir).stats  # detected from the metrics, as the trainer's summary would be
+        runs.write_json(run_dir / "summary.json", found | {"final_step": last, "steps_per_epoch": 50})
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    """phi × seed: phi 3.6 never groks (one seed unfinished), higher phi groks sooner."""
+    root = tmp_path / "phi"
+    grid = {"data.phi": [3.6, 7.2, 12.6], "train.seed": [0, 1]}
+    points = []
+    for phi, grok in ((3.6, None), (7.2, 5000), (12.6, 2000)):
+        for seed in (0, 1):
+            name = f"phi={phi:g},seed={seed}"
+            fake_run(root / name, phi, seed, grok and grok + 300 * seed, finished=not (phi == 3.6 and seed == 1))
+            points.append({"name": name, "dir": name, "overrides": {"data.phi": phi, "train.seed": seed}})
+    runs.write_json(root / "sweep.json", {"name": "phi", "description": "a φ sweep", "base": "demo.toml",
+                                          "fixed": {}, "grid": grid, "keys": list(grid), "runs": points})
+    return root
+
+
+def test_report_of_a_sweep(sweep_dir, capsys):
+    assert main(["report", str(sweep_dir)]) == 0
+    out = sweep_dir / "report"
+    page = (out / "index.html").read_text()
+    for name in ("phi=3.6,seed=0", "phi=7.2,seed=1", "phi=12.6,seed=0"):
+        assert name in page  # every run is named (table and captions)
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name for p in pngs} >= {"grok-vs-data.phi.png", "accuracy-phi=12.6,seed=1.png"}
+    assert len([p for p in pngs if p.name.startswith("accuracy-")]) == 6
+    for png in pngs:
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, png
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == 7  # self-contained: every figure is inside the page
+    assert not list(out.glob(".*"))  # no temp files left behind
+    assert "never grokked" in page and "unfinished" in page
+    assert f"wrote {out / 'index.html'}" in capsys.readouterr().out
+
+
+def test_table_reports_grok_delay_and_the_runs_that_never_grokked(sweep_dir):
+    results, keys, sweeps, missing = collect([sweep_dir])
+    assert keys == ["data.phi", "train.seed"] and sweeps[0]["name"] == "phi" and missing == []
+    header, rows = table(results, keys)
+    by_name = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert by_name["phi=3.6,seed=0"]["state"] == "never grokked"
+    assert by_name["phi=3.6,seed=0"]["grok step"] == "—"
+    assert by_name["phi=3.6,seed=1"]["state"] == "unfinished"  # no summary.json: detected from its metrics
+    grokked = by_name["phi=12.6,seed=0"]
+    assert grokked["state"] == "grokked" and grokked["phi"] == "12.6"
+    result = next(r for r in results if r.name == "phi=12.6,seed=0")
+    fit, grok = result.stats["fit_step"], result.stats["grok_step"]
+    assert 0 < fit < grok and grokked["delay (steps)"] == f"{grok - fit:,}"
+    assert float(grokked["delay (epochs)"]) == pytest.approx((grok - fit) / 50, abs=0.05)
+
+
+def test_report_of_loose_runs_finds_the_keys_that_differ(tmp_path):
+    fake_run(tmp_path / "a", 9.0, 0, 3000)
+    fake_run(tmp_path / "b", 18.0, 0, 1500)
+    results, keys, _, _ = collect([tmp_path / "a", tmp_path / "b"])
+    assert keys == ["data.phi"] and [r.name for r in results] == ["a", "b"]
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "grok-vs-data.phi.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_of_one_run(tmp_path):
+    fake_run(tmp_path / "run", 12.6, 0, 2000)
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert "run" in page and "Accuracy curves" in page and "grok-vs" not in page
+
+
+def test_report_of_a_run_that_just_started(tmp_path):
+    """config.json written, nothing logged yet (a live sweep): reported as unfinished, not an error."""
+    fake_run(tmp_path / "run", 9.0, 0, 3000, finished=False)
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    results, _, _, _ = collect([tmp_path / "run"])
+    assert results[0].state == "unfinished" and results[0].stats["grok_step"] is None
+    assert main(["report", str(tmp_path / "run")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.mkdir(), "neither a run directory"),
+        (lambda p: None, "neither a run directory"),
+        (lambda p: (p.mkdir(), runs.write_json(p / "sweep.json", NOT_STARTED)), "nothing to report"),
+    ],
+)
+def test_report_bad_input_is_one_line(tmp_path, capsys, make, needle):
+    make(tmp_path / "x")
+    assert main(["report", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
+
+
+def test_several_dirs_need_out(tmp_path, capsys):
+    fake_run(tmp_path / "a", 9.0, 0, 3000)
+    fake_run(tmp_path / "b", 9.0, 1, 3000)
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "--out" in capsys.readouterr().err
+
