@@ -40,10 +40,14 @@ def save(run_dir: Path, step: int, model: nn.Module, state: dict) -> Path:
     tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    files = {name: sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
-    (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": files}, indent=1))
+    try:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        files = {name: sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
+        (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": files}, indent=1))
+    except BaseException:  # disk full, interrupted ...: leave no half-written folder; older checkpoints stand
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final

@@ -227,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, unwritable folder ...: the last checkpoint and metrics stay intact
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where}; nothing written so far is lost: free space or fix permissions, "
+            "then rerun (a run resumes from its last checkpoint with `groklab train --resume RUN_DIR`)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("interrupted: resume with `groklab train --resume RUN_DIR`", file=sys.stderr)
         return 130
