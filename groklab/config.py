@@ -244,16 +244,21 @@ def from_dict(raw: dict) -> RunConfig:
     return config
 
 
-def resolve_preset(name_or_path: str) -> Path:
-    """A config path, or the name of a shipped preset (`demo` → groklab/configs/demo.toml)."""
+def find_toml(name_or_path: str, folder: Path, what: str) -> Path:
+    """A TOML path, or the name of a file shipped in `folder` (`demo` → groklab/configs/demo.toml)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    preset = PRESET_DIR / f"{name_or_path.removesuffix('.toml')}.toml"
+    preset = folder / f"{name_or_path.removesuffix('.toml')}.toml"
     if preset.is_file():
         return preset
-    names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
-    raise UserError(f"config {name_or_path!r} not found; give a TOML file or a preset name: {names}")
+    names = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+    raise UserError(f"{what} {name_or_path!r} not found; give a TOML file or a {what} preset: {names}")
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A config path, or the name of a shipped preset (`demo` → groklab/configs/demo.toml)."""
+    return find_toml(name_or_path, PRESET_DIR, "config")
 
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:

@@ -11,6 +11,16 @@ matplotlib.use("Agg")  # no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 120) -> Path:
+    """Write a PNG atomically (temp name, then rename) and free the figure."""
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 ROLE_STYLE = {
     "train": ("tab:blue", "train"),
     "test_id": ("tab:green", "test (ID)"),
@@ -47,11 +57,7 @@ def accuracy_curves(
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)
 
 
 def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
@@ -79,11 +85,7 @@ def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"logit lens on {analysis['split']} ({analysis['examples']} examples)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def nearest_checkpoint(checkpoints: list[dict], step: int) -> dict:
@@ -120,11 +122,7 @@ def causal_tracing_heatmaps(analysis: dict, summary: dict, path: Path) -> Path:
     fig.suptitle(f"causal tracing on {analysis['split']} ({analysis['examples']} examples): "
                  "fraction of predictions changed by patching S[i, position]")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
@@ -159,8 +157,4 @@ def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Pa
         ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.suptitle(f"causal tracing on {analysis['split']}: strength of intermediate states against step")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

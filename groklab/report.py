@@ -253,13 +253,9 @@ def finish_axis(ax: Any, title: str, key: str, numeric: bool, order: list[Any]) 
 
 def save(fig: Any, out: Path) -> Path:
     """Atomic PNG write: temp file in the same folder, then rename."""
-    from groklab.plots import plt
+    from groklab.plots import save_figure
 
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, out, dpi=fig.dpi)
 
 
 # --- the page -----------------------------------------------------------------------------------------------------

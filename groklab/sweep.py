@@ -87,14 +87,7 @@ class Job:
 # --- the sweep file ---------------------------------------------------------------------------------------
 def resolve(name_or_path: str) -> Path:
     """A sweep file, or the name of a shipped preset (`phi-cpu` → groklab/sweeps/phi-cpu.toml)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = SWEEP_DIR / f"{name_or_path.removesuffix('.toml')}.toml"
-    if preset.is_file():
-        return preset
-    names = ", ".join(sorted(p.stem for p in SWEEP_DIR.glob("*.toml")))
-    raise UserError(f"sweep {name_or_path!r} not found; give a TOML file or a sweep preset: {names}")
+    return config.find_toml(name_or_path, SWEEP_DIR, "sweep")
 
 
 def read_toml(path: Path) -> dict:
