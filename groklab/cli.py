@@ -134,15 +134,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 def finish_report(run_dir: Path, summary: dict) -> None:
     """Print the grokking table and draw the accuracy figure."""
-    from groklab import plots, runs
+    from groklab import plots
 
-    png = plots.accuracy_curves(
-        runs.read_metrics(run_dir),
-        summary["roles"],
-        run_dir / "accuracy.png",
-        title=run_dir.name,
-        summary=summary,
-    )
+    png = plots.run_accuracy_figure(run_dir, summary)
     print(format_summary(summary))
     print(f"figure: {png}")
 

@@ -60,6 +60,14 @@ def accuracy_curves(
     return save_figure(fig, out)
 
 
+def run_accuracy_figure(run_dir: Path, summary: dict, title: str | None = None) -> Path:
+    """`accuracy.png` of a finished run, drawn from its own metrics.jsonl and summary."""
+    from groklab.runs import read_metrics
+
+    rows = read_metrics(run_dir)
+    return accuracy_curves(rows, summary["roles"], run_dir / "accuracy.png", title or run_dir.name, summary)
+
+
 def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
     """MRR of each role's token per layer against training step (one panel per role), with the split's
     accuracy on a second axis: does the bridge become decodable in a middle layer as the run groks?"""

@@ -20,7 +20,7 @@ from typing import Any
 
 from groklab import runs
 from groklab.errors import UserError
-from groklab.schedule import detect_grokking
+from groklab.schedule import summarize
 from groklab.sweep import IGNORED_WHEN_COMPARING, flatten, format_value, short_names
 
 
@@ -67,19 +67,10 @@ def task_roles(task: str, rows: list[dict]) -> dict[str, str]:
 def live_stats(config: dict, rows: list[dict]) -> dict:
     """summary.json's fields from the metrics logged so far."""
     roles = task_roles(config["data.task"], rows)
-    found = detect_grokking(
-        rows, f"{roles['train']}/acc", f"{roles['test_id']}/acc", config["train.fit_threshold"],
-        config["train.grok_threshold"],
-    )
-    epoch = {r["step"]: r.get("epoch") for r in rows}
     last = rows[-1] if rows else {}
-    return found | {
-        "fit_epoch": epoch.get(found["fit_step"]),
-        "grok_epoch": epoch.get(found["grok_step"]),
+    return summarize(rows, roles, config["train.fit_threshold"], config["train.grok_threshold"]) | {
         "final_step": last.get("step", 0),
         "elapsed_s": last.get("elapsed_s", 0.0),
-        "roles": roles,
-        "final": {k.removesuffix("/acc"): v for k, v in last.items() if k.endswith("/acc")},
     }
 
 

@@ -39,3 +39,18 @@ def detect_grokking(rows: list[dict], train_key: str, test_key: str, fit: float,
         if grok_step is not None and train_at_grok_level is not None
         else None,
     }
+
+
+def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) -> dict:
+    """The fields of summary.json that follow from the logged evaluations: fit and grok steps (and their epochs,
+    as logged), the probe roles and the last evaluation's accuracies. One function for the trainer's summary
+    and for reports on runs still training."""
+    found = detect_grokking(rows, f"{roles['train']}/acc", f"{roles['test_id']}/acc", fit, grok)
+    epoch = {r["step"]: r.get("epoch") for r in rows}
+    last = rows[-1] if rows else {}
+    return found | {
+        "fit_epoch": epoch.get(found["fit_step"]),
+        "grok_epoch": epoch.get(found["grok_step"]),
+        "roles": roles,
+        "final": {k.removesuffix("/acc"): v for k, v in last.items() if k.endswith("/acc")},
+    }

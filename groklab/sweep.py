@@ -300,7 +300,6 @@ def execute(job: Job) -> dict:
     run_dir = Path(job.run_dir)
     result: dict[str, Any] = {"name": job.name, "action": job.action, "status": "failed"}
     try:
-        torch.set_num_threads(job.threads)
         if job.action == "resume":
             trainer = train.resume(run_dir, progress=False)
             result["from_step"] = trainer.step
@@ -308,8 +307,7 @@ def execute(job: Job) -> dict:
             trainer = train.start(config.from_dict(job.config), run_dir, progress=False)
         torch.set_num_threads(job.threads)  # a resumed run's config.json may name another count (--jobs changed)
         summary = trainer.run()
-        title = f"{run_dir.parent.name}/{run_dir.name}"
-        plots.accuracy_curves(runs.read_metrics(run_dir), summary["roles"], run_dir / "accuracy.png", title, summary)
+        plots.run_accuracy_figure(run_dir, summary, f"{run_dir.parent.name}/{run_dir.name}")
         result |= {"status": "done", "summary": summary}
     except UserError as exc:
         result["error"] = str(exc)

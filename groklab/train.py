@@ -24,7 +24,7 @@ from groklab.errors import UserError
 from groklab.metrics import DeviceSplit, ProbeEvaluator, answer_loss
 from groklab.model import Transformer
 from groklab.optim import lr_factor, make_filter, make_optimizer
-from groklab.schedule import detect_grokking, log_spaced_steps
+from groklab.schedule import log_spaced_steps, summarize
 from groklab.tasks.dataset import TaskData
 
 
@@ -226,10 +226,7 @@ class Trainer:
         return self.cfg.train.lr * lr_factor(self.step, self.cfg.train)
 
     def grokked(self, rows: list[dict]) -> dict:
-        roles, tcfg = self.data.roles, self.cfg.train
-        return detect_grokking(
-            rows, f"{roles['train']}/acc", f"{roles['test_id']}/acc", tcfg.fit_threshold, tcfg.grok_threshold
-        )
+        return summarize(rows, self.data.roles, self.cfg.train.fit_threshold, self.cfg.train.grok_threshold)
 
     def run(self) -> dict:
         """Train from the current step to the end; returns the summary."""
@@ -277,17 +274,11 @@ class Trainer:
         return " ".join(parts)
 
     def write_summary(self, rows: list[dict]) -> dict:
-        final = rows[-1] if rows else {}
         summary = self.grokked(rows) | {
             "final_step": self.step,
             "steps_per_epoch": self.batches.steps_per_epoch,
             "elapsed_s": round(self.elapsed, 3),
-            "roles": self.data.roles,
-            "final": {k.removesuffix("/acc"): v for k, v in final.items() if k.endswith("/acc")},
         }
-        for key in ("fit_step", "grok_step"):
-            step = summary[key]
-            summary[key.replace("step", "epoch")] = None if step is None else step / self.batches.steps_per_epoch
         runs.write_json(self.run_dir / "summary.json", summary)
         return summary
 

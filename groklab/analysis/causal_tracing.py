@@ -23,7 +23,7 @@ from torch import Tensor
 
 from groklab.analysis.roles import PERTURBED_TOKENS
 from groklab.errors import UserError
-from groklab.hooks import resid_name, run_with_cache, run_with_patches
+from groklab.hooks import resid_name, run_with_cache, run_with_hooks, run_with_patches
 from groklab.model import Transformer
 from groklab.tasks.dataset import Split, TaskData
 
@@ -125,12 +125,13 @@ def causal_tracing(model: Transformer, split: Split, plans: list[Perturbation], 
     names = [resid_name(i) for i in range(n_states)]
     diagonal = np.zeros((n_states, n_pos))
     out: dict = {"perturbed": {}}
+    all_tokens = torch.as_tensor(split.tokens, device=device)
+    all_last = torch.as_tensor(split.lengths, device=device) - 1
+    all_clean = run_with_hooks(model, all_tokens, {}, all_last).argmax(-1)  # one clean run serves every plan
     for plan in plans:
-        clean_tokens = torch.as_tensor(split.tokens[plan.rows], device=device)
-        last = torch.as_tensor(split.lengths[plan.rows], device=device) - 1
+        rows = torch.as_tensor(plan.rows, device=device)
+        clean_tokens, last, clean = all_tokens[rows], all_last[rows], all_clean[rows]
         answers = torch.as_tensor(split.answers[plan.rows], device=device)
-        clean_logits = run_with_cache(model, clean_tokens, [], positions=last)[0]
-        clean = clean_logits.argmax(-1)
         corrupt_logits, cache = run_with_cache(
             model, torch.as_tensor(plan.tokens, device=device), names, positions=last
         )
