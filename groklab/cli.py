@@ -64,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="mechanistic analysis over every checkpoint of a run")
     analyze.add_argument("run_dir", type=Path)
-    analyze.add_argument("--method", choices=["logit-lens", "causal-tracing"], default="logit-lens")
+    analyze.add_argument("--method", choices=["logit-lens", "causal-tracing", "tree-projection"], default="logit-lens")
     analyze.add_argument(
-        "--split", help="probe split to analyse (default: test_inferred_id for the logit lens, train_inferred for "
-        "causal tracing, as in the paper)"
+        "--split",
+        help="probe split to analyse (default: test_inferred_id for the logit lens, train_inferred for "
+        "causal tracing, as in the paper; gen, else the ID test split, for tree projections)",
     )
     analyze.add_argument("--examples", type=int, default=300, help="rows of the split (a fixed random subset)")
     analyze.add_argument("--quiet", action="store_true")

@@ -114,6 +114,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     autocast: str = "auto"  # auto (bf16 on GPU, none on CPU) | none | bf16
     threads: int = 0  # CPU threads; 0 = all cores
+    compile: bool = False  # torch.compile the training forward/backward (first steps pay the compile time)
     eval_points: int = 60  # evaluations, log-spaced over the run (dense early, sparse late)
     ckpt_points: int = 10  # checkpoints, log-spaced, plus the final step
     eval_batch_size: int = 0  # 0 = auto: 1024 on a CPU (cache-sized, fastest seen), 8192 on a GPU

@@ -1,8 +1,15 @@
-"""Task data as tensors on the device, and evaluation of every probe in one batched pass."""
+"""Task data as tensors on the device, the training loss, and evaluation of every probe in one batched pass.
+
+Two kinds of task share this code. Answer tasks (knowledge bases, modular arithmetic) score one token per
+row. Sequence tasks (structural grokking) are language models over whole sequences: the loss covers every
+target, and a probe's `acc` is the decisive token's accuracy (the question's first word, the main verb: the
+metric Murty et al. 2023 report), `exact` the whole output's exact match and `linear` how often the decisive
+token follows the linear rule where it differs from the hierarchical one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -11,35 +18,98 @@ from torch import Tensor
 from groklab.model import Transformer
 from groklab.tasks.dataset import Split, TaskData
 
+NO_TARGET = -1
+
 
 @dataclass
 class DeviceSplit:
-    """A split on the device: inputs, the position where the answer is predicted, and the answer."""
+    """A split on the device: inputs, the position where the answer is predicted, and the answer; for
+    sequence tasks also the next-token targets, where the scored output starts, and the linear-rule answer."""
 
     tokens: Tensor  # [N, L] int64
-    positions: Tensor  # [N] int64: last real input position
+    positions: Tensor  # [N] int64: where the answer is predicted
     answers: Tensor  # [N] int64
+    targets: Tensor | None = None  # [N, L] int64, NO_TARGET where there is no loss
+    output_start: Tensor | None = None  # [N] int64
+    linear: Tensor | None = None  # [N] int64 linear-rule answer, NO_TARGET where the rules agree
 
     @classmethod
     def from_split(cls, split: Split, n_ctx: int, device: torch.device) -> DeviceSplit:
-        tokens = torch.zeros((len(split), n_ctx), dtype=torch.long)
-        tokens[:, : split.tokens.shape[1]] = torch.from_numpy(split.tokens).long()
+        def padded(array, fill: int) -> Tensor:
+            out = torch.full((len(split), n_ctx), fill, dtype=torch.long)
+            out[:, : array.shape[1]] = torch.from_numpy(array).long()
+            return out.to(device)
+
+        def column(array) -> Tensor | None:
+            return None if array is None else torch.from_numpy(array).long().to(device)
+
         return cls(
-            tokens=tokens.to(device),
-            positions=torch.from_numpy(split.lengths).long().sub(1).to(device),
-            answers=torch.from_numpy(split.answers).long().to(device),
+            tokens=padded(split.tokens, 0),
+            positions=column(split.answer_positions),
+            answers=column(split.answers),
+            targets=None if split.targets is None else padded(split.targets, NO_TARGET),
+            output_start=column(split.output_start),
+            linear=column(split.fields.get("linear_answer")) if split.is_sequence else None,
         )
 
     def __len__(self) -> int:
         return len(self.answers)
 
     def rows(self, idx: Tensor | slice) -> DeviceSplit:
-        return DeviceSplit(self.tokens[idx], self.positions[idx], self.answers[idx])
+        return DeviceSplit(*(None if t is None else t[idx] for t in (getattr(self, f.name) for f in fields(self))))
+
+    @classmethod
+    def cat(cls, parts: list[DeviceSplit]) -> DeviceSplit:
+        def joined(name: str) -> Tensor | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else torch.cat(values)
+
+        return cls(*(joined(f.name) for f in fields(cls)))
 
 
 def answer_loss(logits: Tensor, answers: Tensor) -> Tensor:
     # float64 log-softmax: float32 saturates near zero loss and makes late-training spikes (Nanda et al. 2023)
     return F.cross_entropy(logits.double(), answers)
+
+
+def training_loss(model: Transformer, batch: DeviceSplit, autocast) -> Tensor:
+    """Answer tasks: cross-entropy of the answer (logits computed only there). Sequence tasks: mean next-token
+    cross-entropy over every target (a language model's loss)."""
+    if batch.targets is None:
+        with autocast:
+            logits = model(batch.tokens, batch.positions)
+        return answer_loss(logits, batch.answers)
+    with autocast:
+        logits = model(batch.tokens)
+    scored = batch.targets != NO_TARGET
+    return answer_loss(logits[scored], batch.targets[scored])
+
+
+def sequence_scores(logits: Tensor, chunk: DeviceSplit) -> dict[str, Tensor]:
+    """Per-row scores of a sequence task from full-sequence logits [N, L, vocab]. Exact match under teacher
+    forcing equals exact match of greedy decoding: greedy reproduces the output iff every next-token argmax
+    given the true prefix is right."""
+    rows = torch.arange(len(chunk), device=logits.device)
+    predicted = logits.argmax(-1)
+    position = torch.arange(logits.shape[1], device=logits.device)[None, :]
+    scored = (position >= chunk.output_start[:, None]) & (chunk.targets != NO_TARGET)
+    token_loss = F.cross_entropy(logits.double().transpose(1, 2), chunk.targets.clamp(min=0), reduction="none")
+    decisive = predicted[rows, chunk.positions]
+    differs = chunk.linear != NO_TARGET
+    return {
+        "acc": (decisive == chunk.answers).double(),
+        "exact": ((predicted == chunk.targets) | ~scored).all(1).double(),
+        "loss": (token_loss * scored).sum(1) / scored.sum(1).clamp(min=1),
+        "linear": ((decisive == chunk.linear) & differs).double(),
+        "linear_rows": differs.double(),
+    }
+
+
+def answer_scores(logits: Tensor, chunk: DeviceSplit) -> dict[str, Tensor]:
+    return {
+        "acc": (logits.argmax(-1) == chunk.answers).double(),
+        "loss": F.cross_entropy(logits.double(), chunk.answers, reduction="none"),
+    }
 
 
 class ProbeEvaluator:
@@ -49,34 +119,39 @@ class ProbeEvaluator:
     def __init__(self, data: TaskData, n_ctx: int, device: torch.device, batch_size: int) -> None:
         self.names = list(data.probes)
         parts = [DeviceSplit.from_split(data.probes[n], n_ctx, device) for n in self.names]
-        self.all = DeviceSplit(
-            torch.cat([p.tokens for p in parts]),
-            torch.cat([p.positions for p in parts]),
-            torch.cat([p.answers for p in parts]),
-        )
+        self.all = DeviceSplit.cat(parts)
+        self.sequence = self.all.targets is not None
         sizes = torch.tensor([len(p) for p in parts])
         self.probe_of_row = torch.repeat_interleave(torch.arange(len(parts)), sizes).to(device)
-        self.sizes = sizes.to(device).double().clamp(min=1)
         self.batch_size = batch_size
 
     @torch.no_grad()
     def __call__(self, model: Transformer, autocast: torch.autocast) -> dict[str, float]:
         was_training = model.training
         model.eval()
-        correct, losses = [], []
+        chunks: list[dict[str, Tensor]] = []
         for start in range(0, len(self.all), self.batch_size):
             chunk = self.all.rows(slice(start, start + self.batch_size))
             with autocast:
-                logits = model(chunk.tokens, chunk.positions)
-            correct.append((logits.argmax(-1) == chunk.answers).double())
-            losses.append(F.cross_entropy(logits.double(), chunk.answers, reduction="none"))
+                logits = model(chunk.tokens) if self.sequence else model(chunk.tokens, chunk.positions)
+            chunks.append((sequence_scores if self.sequence else answer_scores)(logits.float(), chunk))
         model.train(was_training)
+        return self._per_probe({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
+
+    def _per_probe(self, scores: dict[str, Tensor]) -> dict[str, float]:
+        """Means per probe (one host transfer); `linear` is averaged over the rows where the rules differ and
+        left out for probes without such rows."""
         n = len(self.names)
-        acc = torch.zeros(n, dtype=torch.double, device=self.sizes.device)
-        loss = torch.zeros_like(acc)
-        acc.index_add_(0, self.probe_of_row, torch.cat(correct))
-        loss.index_add_(0, self.probe_of_row, torch.cat(losses))
-        acc, loss = (acc / self.sizes).tolist(), (loss / self.sizes).tolist()
-        out = {f"{name}/acc": acc[i] for i, name in enumerate(self.names)}
-        out |= {f"{name}/loss": loss[i] for i, name in enumerate(self.names)}
+        denominators = {"linear": scores.pop("linear_rows", None)}
+        means = {}
+        for key, values in scores.items():
+            total = torch.zeros(n, dtype=torch.double, device=values.device).index_add_(0, self.probe_of_row, values)
+            weight = denominators.get(key)
+            if weight is None:
+                weight = torch.ones_like(values)
+            count = torch.zeros_like(total).index_add_(0, self.probe_of_row, weight)
+            means[key] = torch.where(count > 0, total / count.clamp(min=1), torch.nan).tolist()
+        out = {}
+        for i, name in enumerate(self.names):
+            out |= {f"{name}/{key}": values[i] for key, values in means.items() if values[i] == values[i]}
         return out

@@ -162,12 +162,22 @@ class Transformer(nn.Module):
         """The block applied at `depth` (shared blocks repeat: depth l uses blocks[l % n_unique])."""
         return self.blocks[depth % len(self.blocks)]
 
-    def residual(self, tokens: Tensor, hooks: dict[str, Hook] | None = None, n_layers: int | None = None) -> Tensor:
+    def residual(
+        self,
+        tokens: Tensor,
+        hooks: dict[str, Hook] | None = None,
+        n_layers: int | None = None,
+        pos_offset: Tensor | None = None,
+    ) -> Tensor:
         """Residual stream [batch, pos, d_model] after the first `n_layers` layers (all by default; before
-        ln_final)."""
-        if tokens.shape[1] > self.n_ctx:
-            raise ValueError(f"input has {tokens.shape[1]} positions; the model's n_ctx is {self.n_ctx}")
+        ln_final). `pos_offset` [batch] shifts each row's position ids: a span cut out of a sentence keeps
+        the positions it had there (tree projections run spans with attention restricted to them)."""
+        n_pos = tokens.shape[1] + (0 if pos_offset is None or not len(pos_offset) else int(pos_offset.max()))
+        if n_pos > self.n_ctx:
+            raise ValueError(f"input reaches position {n_pos}; the model's n_ctx is {self.n_ctx}")
         pos = torch.arange(tokens.shape[1], device=tokens.device)
+        if pos_offset is not None:
+            pos = pos[None, :] + pos_offset[:, None]
         x = _hooked(self.embed(tokens), "hook_embed", hooks)
         x = self.drop(x + _hooked(self.pos_embed(pos), "hook_pos_embed", hooks))
         for depth in range(self.cfg.n_layers if n_layers is None else n_layers):

@@ -48,6 +48,10 @@ def accuracy_curves(
     for name in sorted({k.removesuffix("/acc") for r in points for k in r if k.endswith("/acc")} - shown):
         ax.plot([r["step"] for r in points], [r[f"{name}/acc"] for r in points], linewidth=0.8, alpha=0.5,
                 linestyle="--", label=name)
+    for name in sorted({k.removesuffix("/linear") for r in points for k in r if k.endswith("/linear")}):
+        steps = [r["step"] for r in points if f"{name}/linear" in r]  # sequence tasks: the linear-rule rate
+        ax.plot(steps, [r[f"{name}/linear"] for r in points if f"{name}/linear" in r], color="tab:orange",
+                linestyle=":", label=f"{name}: follows the linear rule")
     for key, style in (("fit_step", ":"), ("grok_step", "--")):
         if summary and summary.get(key):
             ax.axvline(
@@ -164,5 +168,44 @@ def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Pa
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.suptitle(f"causal tracing on {analysis['split']}: strength of intermediate states against step")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def tree_projection_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
+    """t_score and parse F1 of the tree projections against training step, with every accuracy curve of the
+    run dashed on a second axis: does the model become tree-like as it groks (Murty et al. 2023, Fig. 5)?"""
+    checkpoints = analysis["checkpoints"]
+    steps = [c["step"] for c in checkpoints]
+    accuracies = sorted({k for r in metrics for k in r if k.endswith("/acc")})
+    panels = [
+        ("t_score", "t_score (E_random SCI − SCI of the projection)", None),
+        ("parse_f1", "parse F1 against the gold trees", (-0.02, 1.02)),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (key, label, ylim) in zip(axes[0], panels, strict=True):
+        ys = [np.nan if c.get(key) is None else c[key] for c in checkpoints]
+        ax.plot(steps, ys, color="tab:purple", marker=".", label=key)
+        if key == "parse_f1":
+            for side, style in (("f1_left", ":"), ("f1_right", "-.")):
+                base = [np.nan if c.get(side) is None else c[side] for c in checkpoints]
+                ax.plot(steps, base, color="grey", linestyle=style, label=f"{side.removeprefix('f1_')}-branching")
+        twin = ax.twinx()
+        for name, style in zip(accuracies, ["--", ":", "-.", (0, (5, 1))] * len(accuracies), strict=False):
+            points = [(r["step"], r[name]) for r in metrics if name in r and r["step"] > 0]
+            if points:
+                twin.plot(
+                    *zip(*points, strict=True), color="black", linestyle=style, linewidth=1, alpha=0.5, label=name
+                )
+        twin.set(ylim=(-0.02, 1.02), ylabel="accuracy (black)")
+        ax.set(xscale="log", xlabel="optimisation step (log)", ylabel=label, ylim=ylim)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        twin.legend(fontsize=6, loc="lower right")
+    last = checkpoints[-1] if checkpoints else {}
+    fig.suptitle(
+        f"tree projections on {analysis['split']} ({analysis['examples']} examples, states after "
+        f"{last.get('layer')} blocks, {last.get('decoder')} decoder)"
+    )
     fig.tight_layout()
     return save_figure(fig, path)

@@ -59,7 +59,7 @@ def task_roles(task: str, rows: list[dict]) -> dict[str, str]:
 
     if task not in TASKS:
         raise UserError(f"unknown data.task={task!r} in a run's config.json")
-    roles = importlib.import_module(f"groklab.tasks.{task}").ROLES
+    roles = importlib.import_module(TASKS[task].generate.__module__).ROLES
     present = {k.removesuffix("/acc") for r in rows for k in r}  # empty probes are never logged
     return {role: probe for role, probe in roles.items() if probe in present or not rows}
 

@@ -45,7 +45,9 @@ def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) 
     """The fields of summary.json that follow from the logged evaluations: fit and grok steps (and their epochs,
     as logged), the probe roles and the last evaluation's accuracies. One function for the trainer's summary
     and for reports on runs still training."""
-    found = detect_grokking(rows, f"{roles['train']}/acc", f"{roles['test_id']}/acc", fit, grok)
+    # structural grokking is generalisation to the "gen" split: such tasks name it as the optional "grok" role
+    grok_probe = roles.get("grok", roles["test_id"])
+    found = detect_grokking(rows, f"{roles['train']}/acc", f"{grok_probe}/acc", fit, grok)
     epoch = {r["step"]: r.get("epoch") for r in rows}
     last = rows[-1] if rows else {}
     return found | {

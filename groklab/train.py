@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from groklab import checkpoint, config, runs
 from groklab.errors import UserError
-from groklab.metrics import DeviceSplit, ProbeEvaluator, answer_loss
+from groklab.metrics import DeviceSplit, ProbeEvaluator, training_loss
 from groklab.model import Transformer
 from groklab.optim import lr_factor, make_filter, make_optimizer
 from groklab.schedule import log_spaced_steps, summarize
@@ -132,6 +132,8 @@ class Trainer:
         self.device = pick_device(tcfg.device)
         torch.manual_seed(tcfg.seed)
         self.model = Transformer(cfg.model, len(data.vocab), data.n_ctx).to(self.device)
+        # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
+        self.step_model = torch.compile(self.model, dynamic=False) if tcfg.compile else self.model
         self.optimizer = make_optimizer(self.model, tcfg)
         self.filter = make_filter(self.model, cfg.filter)
         self.autocast = make_autocast(tcfg, self.device)
@@ -174,9 +176,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = tcfg.lr * lr_factor(self.step, tcfg)
         batch = self.train_split.rows(self.batches.batch(self.step))
-        with self.autocast:
-            logits = self.model(batch.tokens, batch.positions)
-        loss = answer_loss(logits, batch.answers)
+        loss = training_loss(self.step_model, batch, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.filter()  # Grokfast: between backward() and clipping / step (Lee et al. 2024, Alg. 1)

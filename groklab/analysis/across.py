@@ -12,6 +12,7 @@ from tqdm import tqdm
 from groklab import checkpoint, plots, runs
 from groklab.analysis.causal_tracing import causal_tracing, plan_perturbations
 from groklab.analysis.logit_lens import logit_lens
+from groklab.analysis.tree_projection import tree_projection
 from groklab.errors import UserError
 from groklab.model import Transformer
 from groklab.tasks.dataset import Split, TaskData
@@ -29,19 +30,34 @@ def prepare_causal_tracing(data: TaskData, rows: Split) -> Measure:
     return lambda model, device: causal_tracing(model, rows, plans, device)
 
 
+def prepare_tree_projection(data: TaskData, rows: Split) -> Measure:
+    if "sentence_length" not in rows.fields:
+        raise UserError(f"tree projections need sentences with a known length; {data.task!r} rows have none")
+    return lambda model, device: tree_projection(model, rows, device, examples=len(rows), seed=0)
+
+
 METHODS: dict[str, Callable[[TaskData, Split], Measure]] = {
     "logit-lens": prepare_logit_lens,
     "causal-tracing": prepare_causal_tracing,
+    "tree-projection": prepare_tree_projection,
 }
 DEFAULT_SPLIT = {"logit-lens": "test_inferred_id", "causal-tracing": "train_inferred"}  # the paper's choices
+
+
+def default_split(method: str, data: TaskData) -> str:
+    """The paper's split; tree projections use the generalisation split "gen" (Murty et al. 2023), else the
+    run's ID test split."""
+    if method == "tree-projection":
+        return "gen" if "gen" in data.probes else data.roles["test_id"]
+    return DEFAULT_SPLIT[method]
 
 
 def analyze(run_dir: Path, method: str, split: str | None, examples: int, progress: bool = True) -> Path:
     """`method` on `examples` rows of probe `split` at every checkpoint; returns the JSON path."""
     if method not in METHODS:
         raise UserError(f"--method {method!r} is unknown; choose one of {', '.join(METHODS)}")
-    split = split or DEFAULT_SPLIT[method]
     cfg, data = open_run(run_dir)
+    split = split or default_split(method, data)
     if split not in data.probes:
         raise UserError(f"--split {split!r} is not a probe of this run; choose one of {', '.join(data.probes)}")
     steps = checkpoint.list_steps(run_dir)
@@ -72,6 +88,8 @@ def analyze(run_dir: Path, method: str, split: str | None, examples: int, progre
     png = out.with_suffix(".png")
     if method == "logit-lens":
         plots.logit_lens_curves(analysis, runs.read_metrics(run_dir), png)
+    elif method == "tree-projection":
+        plots.tree_projection_curves(analysis, runs.read_metrics(run_dir), png.with_name(f"{png.stem}-curves.png"))
     else:
         summary_path = run_dir / "summary.json"
         summary = runs.read_json(summary_path) if summary_path.exists() else {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from groklab.errors import UserError
-from groklab.tasks import comparison, complex, composition, modular
+from groklab.tasks import comparison, complex, composition, dyck, modular, structural
 from groklab.tasks.dataset import TaskData
 
 
@@ -26,6 +26,10 @@ TASKS: dict[str, TaskSpec] = {
     "comparison": TaskSpec(comparison.ComparisonConfig, comparison.generate),
     "complex": TaskSpec(complex.ComplexConfig, complex.generate),
     "modular": TaskSpec(modular.ModularConfig, modular.generate),
+    # structural grokking (Murty et al. 2023): sequence tasks, one LM sequence per example
+    "question-formation": TaskSpec(structural.QuestionFormationConfig, structural.generate),
+    "tense-inflection": TaskSpec(structural.TenseInflectionConfig, structural.generate),
+    "dyck": TaskSpec(dyck.DyckConfig, dyck.generate),
 }
 
 

@@ -41,13 +41,22 @@ class Vocab:
 class Split:
     """One split: `tokens` int64 [N, L] right-padded with pad id 0; `lengths` int64 [N] real input length;
     `answers` int64 [N] answer token id; `fields` role -> int64 [N] token ids (-1 where a role is absent,
-    e.g. `bridge` of an atomic fact); `kinds` str label per row (e.g. "atomic" / "inferred")."""
+    e.g. `bridge` of an atomic fact); `kinds` str label per row (e.g. "atomic" / "inferred").
+
+    Sequence tasks (structural grokking: the output is a whole sentence) also set `targets` int64 [N, L], the
+    next token to predict at each input position (-1: no loss there), and `output_start` int64 [N], the first
+    position whose target belongs to the output that exact match scores. Their `answers` are the decisive
+    token (the question's first word, the main verb) predicted at `positions` int64 [N]; without `positions`
+    the answer is predicted at the last real input position (`lengths - 1`)."""
 
     tokens: np.ndarray
     lengths: np.ndarray
     answers: np.ndarray
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     kinds: np.ndarray | None = None
+    targets: np.ndarray | None = None
+    output_start: np.ndarray | None = None
+    positions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.answers)
@@ -56,6 +65,21 @@ class Split:
         for name, col in self.fields.items():
             if len(col) != n:
                 raise ValueError(f"field {name!r} has {len(col)} rows, expected {n}")
+        if self.targets is not None and (self.targets.shape != self.tokens.shape or self.output_start is None):
+            raise ValueError("targets must have the tokens' shape and come with output_start")
+        for name in ("output_start", "positions"):
+            col = getattr(self, name)
+            if col is not None and len(col) != n:
+                raise ValueError(f"{name} has {len(col)} rows, expected {n}")
+
+    @property
+    def answer_positions(self) -> np.ndarray:
+        """Where each row's answer is predicted."""
+        return self.lengths - 1 if self.positions is None else self.positions
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.targets is not None
 
     def __len__(self) -> int:
         return len(self.answers)
@@ -68,6 +92,9 @@ class Split:
             answers=self.answers[idx],
             fields={k: v[idx] for k, v in self.fields.items()},
             kinds=None if self.kinds is None else self.kinds[idx],
+            targets=None if self.targets is None else self.targets[idx],
+            output_start=None if self.output_start is None else self.output_start[idx],
+            positions=None if self.positions is None else self.positions[idx],
         )
 
 

@@ -1,4 +1,6 @@
-"""Dataset folders on disk, in two formats; `load_dataset` tells them apart.
+"""Dataset folders on disk, in two formats; `load_dataset` tells them apart. Single-answer tasks only: the
+sequence tasks (question-formation, tense-inflection, dyck) are refused with a UserError; they regenerate
+from their config in well under a second.
 
 groklab format (`fmt="groklab"`):
     manifest.json      format, task, seed, full data config, roles, n_ctx, splits, sha256 of every file, info
@@ -58,6 +60,11 @@ def write_dataset(data: TaskData, config: dict, out_dir: Path, fmt: str = "grokl
     """Write `data` to `out_dir` atomically (a temp folder beside it, then a rename); an existing dataset
     folder there is replaced, any other non-empty folder is refused."""
     writers = {"groklab": _write_groklab, "paper": _write_paper}
+    if data.train.is_sequence:
+        raise UserError(
+            f"{data.task} is a sequence task (one LM sequence per example), which dataset folders do not hold; "
+            "generate it in-process with groklab.tasks.generate(config.data)"
+        )
     if fmt not in writers:
         raise UserError(f"dataset format {fmt!r} is unknown; use one of {', '.join(writers)}")
     if fmt == "paper" and data.task not in {task for task, _ in PAPER_TEMPLATES}:
