@@ -4,7 +4,8 @@
     python benchmarks/dataset_build.py --phi 7.2 --format paper --keep data/comp-7.2
 
 Prints wall time and peak resident memory (resource.getrusage; the process-wide peak so far) after each
-stage. Targets on the 2-core CPU machine: under 60 s and 4 GB in all.
+stage. Targets on the 2-core CPU machine: under 60 s and 4 GB in all. `generation_cost` (also used by
+`throughput.py --scaling`) measures one generation on its own: its time, and its own peak memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from groklab.tasks import generate
@@ -25,6 +27,22 @@ def peak_rss_gb() -> float:
     """Peak resident set size of this process (ru_maxrss is in KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 30) if sys.platform == "darwin" else peak / (1 << 20)
+
+
+def generation_cost(cfg: CompositionConfig) -> dict:
+    """Seconds to generate the task (untraced), then the peak memory that generation itself allocates
+    (tracemalloc in a second run: it sees Python and NumPy allocations, not the interpreter's baseline)."""
+    tic = time.perf_counter()
+    data = generate(cfg)
+    seconds = time.perf_counter() - tic
+    del data
+    tracemalloc.start()
+    try:
+        data = generate(cfg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {"generate_s": seconds, "peak_mb": peak / 2**20, "n_train": len(data.train)}
 
 
 def stage(name: str, tic: float) -> float:

@@ -42,8 +42,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    overrides = ["train.steps=3000", "train.eval_points=1000", "train.ckpt_points=300",
-                 "train.stop_on_grok=false"] + args.set
+    overrides = [
+        "train.steps=3000",
+        "train.eval_points=1000",
+        "train.ckpt_points=300",
+        "train.stop_on_grok=false",
+    ] + args.set
     cfg = config.load("demo", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         samples = rss_during_run(cfg, Path(tmp) / "run")
@@ -52,7 +56,7 @@ def main() -> None:
     for frac in (0.05, 0.25, 0.5, 0.75, 1.0):
         step, mb = samples[max(0, round(frac * len(samples)) - 1)]
         print(f"  after eval {round(frac * len(samples)):5d} (step {step:6,}): RSS {mb:7.1f} MiB")
-    later = [mb for _, mb in samples[len(samples) // 10:]]
+    later = [mb for _, mb in samples[len(samples) // 10 :]]
     print(f"growth from 10% of the evaluations to the end: {later[-1] - later[0]:+.1f} MiB (max {max(later):.1f})")
 
 
