@@ -192,6 +192,53 @@ def grok_figure(results: list[RunResult], key: str, keys: list[str], out: Path) 
     return save(fig, out)
 
 
+def accuracy_metrics(results: list[RunResult]) -> list[tuple[str, Callable[[RunResult], Any]]]:
+    """Final train / test_id / test_ood accuracy, the best the grok probe reached during training (structural
+    grokking is noisy late), and the linear-rule rate where a sequence task logs one."""
+
+    def final(role: str) -> Callable[[RunResult], Any]:
+        return lambda r: r.final_acc(role)
+
+    def logged(r: RunResult, suffix: str) -> list[float]:
+        probe = r.stats["roles"].get("grok", r.stats["roles"].get("test_id"))
+        return [row[f"{probe}/{suffix}"] for row in r.rows if f"{probe}/{suffix}" in row]
+
+    metrics = [(f"final {role} acc", final(role)) for role in ("train", "test_id", "test_ood")
+               if any(r.stats["roles"].get(role) for r in results)]
+    metrics.append(("best grok-probe acc", lambda r: max(logged(r, "acc"), default=None)))
+    if any(logged(r, "linear") for r in results):
+        metrics.append(("final linear-rule rate", lambda r: (logged(r, "linear") or [None])[-1]))
+    return metrics
+
+
+def accuracy_figure(results: list[RunResult], key: str, keys: list[str], out: Path) -> Path:
+    """Accuracies against `key` (mean over seeds, every run a dot): for runs that never grok the grok-step
+    figure is empty, and this one still says how far each got."""
+    from groklab.plots import plt
+
+    values = [r.config.get(key) for r in results]
+    numeric = is_numeric(values)
+    order = sorted(set(values)) if numeric else list(dict.fromkeys(json.dumps(v) for v in values))
+    x_of = (lambda v: v) if numeric else (lambda v: order.index(json.dumps(v)))
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for i, (label, metric) in enumerate(accuracy_metrics(results)):
+        by_x: dict[Any, list[float]] = {}
+        for r in results:
+            y = metric(r)
+            if y is not None:
+                by_x.setdefault(x_of(r.config.get(key)), []).append(y)
+        xs = sorted(by_x)
+        for x in xs:
+            ax.scatter([x] * len(by_x[x]), by_x[x], color=f"C{i}", s=12, alpha=0.5)
+        ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], color=f"C{i}", marker="o", label=label,
+                linestyle=":" if "linear" in label else "-")
+    finish_axis(ax, f"accuracy against {key}", key, numeric, [json.loads(v) for v in order] if not numeric else order)
+    ax.set(yscale="linear", ylim=(-0.02, 1.02), ylabel="accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, out)
+
+
 def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metric: Callable, color: str,
                 label: str) -> None:
     by_x: dict[Any, list[RunResult]] = {}
@@ -270,6 +317,8 @@ def write(paths: list[Path], out: Path | None = None) -> Path:
     for key in [k for k in keys if not k.endswith(".seed")] or keys:
         png = out / f"grok-vs-{file_name(key)}.png"
         figures.append((f"grokking against {key}", grok_figure(results, key, keys, png)))
+        png = out / f"accuracy-vs-{file_name(key)}.png"
+        figures.append((f"accuracy against {key}", accuracy_figure(results, key, keys, png)))
     curves = []
     for r in results:
         png = out / f"accuracy-{file_name(r.name)}.png"

@@ -9,7 +9,7 @@ import pytest
 
 from groklab import config, runs
 from groklab.cli import main
-from groklab.report import collect, load_run, table
+from groklab.report import accuracy_metrics, collect, load_run, table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NOT_STARTED = {"name": "s", "keys": ["data.phi"], "grid": {"data.phi": [9]}, "fixed": {}, "base": "demo.toml",
@@ -59,13 +59,14 @@ def test_report_of_a_sweep(sweep_dir, capsys):
     for name in ("phi=3.6,seed=0", "phi=7.2,seed=1", "phi=12.6,seed=0"):
         assert name in page  # every run is named (table and captions)
     pngs = sorted(out.glob("*.png"))
-    assert {p.name for p in pngs} >= {"grok-vs-data.phi.png", "accuracy-phi=12.6,seed=1.png"}
-    assert len([p for p in pngs if p.name.startswith("accuracy-")]) == 6
+    assert {p.name for p in pngs} >= {"grok-vs-data.phi.png", "accuracy-vs-data.phi.png",
+                                      "accuracy-phi=12.6,seed=1.png"}
+    assert len([p for p in pngs if p.name.startswith("accuracy-phi")]) == 6  # one curve figure per run
     for png in pngs:
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, png
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 7  # self-contained: every figure is inside the page
+    assert len(embedded) == 8  # self-contained: every figure (6 runs, grok and accuracy vs φ) is in the page
     assert not list(out.glob(".*"))  # no temp files left behind
     assert "never grokked" in page and "unfinished" in page
     assert f"wrote {out / 'index.html'}" in capsys.readouterr().out
@@ -133,3 +134,18 @@ def test_several_dirs_need_out(tmp_path, capsys):
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "--out" in capsys.readouterr().err
 
+
+
+def test_accuracy_metrics_read_the_grok_probe_and_the_linear_rule_rate(sweep_dir):
+    results, *_ = collect([sweep_dir])
+    named = dict(accuracy_metrics(results))
+    assert "final linear-rule rate" not in named  # composition runs log no linear rule
+    best = named["best grok-probe acc"]
+    assert all(best(r) >= r.final_acc("test_id") for r in results)  # the best is at least the last
+    run = results[0]
+    run.stats["roles"] = run.stats["roles"] | {"grok": "test_inferred_ood"}  # a sequence task names its gen probe
+    for i, row in enumerate(run.rows):
+        row["test_inferred_ood/linear"] = i / len(run.rows)
+    named = dict(accuracy_metrics(results))
+    assert named["best grok-probe acc"](run) == 0.01  # read from the grok probe, not test_id
+    assert named["final linear-rule rate"](run) == (len(run.rows) - 1) / len(run.rows)
