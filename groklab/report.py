@@ -239,6 +239,41 @@ def accuracy_figure(results: list[RunResult], key: str, keys: list[str], out: Pa
     return save(fig, out)
 
 
+def tree_projections(result: RunResult) -> list[dict]:
+    """The run's tree-projection checkpoints (`groklab analyze --method tree-projection`), or []."""
+    found = sorted((result.run_dir / "analysis").glob("tree-projection-*.json"))
+    return runs.read_json(found[0])["checkpoints"] if found else []
+
+
+def tree_figure(results: list[RunResult], key: str, out: Path) -> Path | None:
+    """Tree-structuredness (Murty et al. 2023): t_score against step for every run, and the last checkpoint's
+    t_score and parse F1 against `key`. None when no run has been analysed."""
+    from groklab.plots import plt
+
+    analysed = [(r, tree_projections(r)) for r in results]
+    analysed = [(r, c) for r, c in analysed if c]
+    if not analysed:
+        return None
+    fig, (by_step, by_key) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110)
+    for i, (r, checkpoints) in enumerate(analysed):
+        points = [c for c in checkpoints if c["step"] > 0]
+        by_step.plot([c["step"] for c in points], [c["t_score"] for c in points], color=f"C{i % 10}", marker=".",
+                     label=r.name)
+    by_step.set(xscale="log", xlabel="step (log)", ylabel="t_score", title="tree-structuredness during training")
+    by_step.legend(fontsize=7)
+    values = [r.config.get(key) for r, _ in analysed]
+    x_of = (lambda v: v) if is_numeric(values) else (lambda v: sorted(map(json.dumps, values)).index(json.dumps(v)))
+    for metric, color in (("t_score", "C0"), ("parse_f1", "C1")):
+        xs = [x_of(r.config.get(key)) for r, _ in analysed]
+        ys = [c[-1][metric] for _, c in analysed]
+        by_key.scatter(xs, ys, color=color, label=f"{metric} at the last checkpoint")
+    by_key.set(xlabel=key, title=f"tree-structuredness against {key}")
+    by_key.grid(alpha=0.3)
+    by_key.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, out)
+
+
 def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metric: Callable, color: str,
                 label: str) -> None:
     by_x: dict[Any, list[RunResult]] = {}
@@ -319,6 +354,9 @@ def write(paths: list[Path], out: Path | None = None) -> Path:
         figures.append((f"grokking against {key}", grok_figure(results, key, keys, png)))
         png = out / f"accuracy-vs-{file_name(key)}.png"
         figures.append((f"accuracy against {key}", accuracy_figure(results, key, keys, png)))
+        tree_png = tree_figure(results, key, out / f"tree-projection-vs-{file_name(key)}.png")
+        if tree_png:
+            figures.append((f"tree-structuredness against {key} and step", tree_png))
     curves = []
     for r in results:
         png = out / f"accuracy-{file_name(r.name)}.png"

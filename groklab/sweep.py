@@ -41,7 +41,7 @@ from groklab.errors import UserError
 
 SWEEP_DIR = Path(__file__).parent / "sweeps"
 SECTIONS = {"model": config.ModelConfig, "train": config.TrainConfig, "filter": config.FilterConfig}
-TOP_KEYS = ("base", "description", "fixed", "grid", "resources")
+TOP_KEYS = ("base", "description", "fixed", "grid", "resources", "analyze")
 IGNORED_WHEN_COMPARING = {"train.threads"}  # set per job from --jobs / resources; does not define the run
 
 
@@ -54,6 +54,14 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """`[analyze]`: analyses run over every checkpoint of each run once it has trained (`groklab analyze`)."""
+
+    methods: tuple[str, ...] = ()
+    examples: int = 300
+
+
+@dataclass(frozen=True)
 class Sweep:
     name: str
     path: Path
@@ -62,6 +70,7 @@ class Sweep:
     fixed: dict[str, Any]
     grid: dict[str, list]
     resources: Resources
+    analysis: Analysis = Analysis()
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Job:
     action: str  # start | resume
     config: dict
     threads: int
+    analyze: tuple[str, ...] = ()
+    examples: int = 300
 
 
 # --- the sweep file ---------------------------------------------------------------------------------------
@@ -139,7 +150,7 @@ def load(name_or_path: str) -> Sweep:
         raise UserError(f'{path}: needs base = "PRESET" or "FILE.toml", the config every run starts from')
     beside = path.parent / raw["base"]
     base = beside if beside.is_file() else config.resolve_preset(raw["base"])
-    for table in ("fixed", "grid", "resources"):
+    for table in ("fixed", "grid", "resources", "analyze"):
         if not isinstance(raw.get(table, {}), dict):
             raise UserError(f"{path}: {table} must be a table, [{table}]")
     fixed, grid = flatten(raw.get("fixed", {})), flatten(raw.get("grid", {}))
@@ -157,7 +168,23 @@ def load(name_or_path: str) -> Sweep:
         if key in fixed:
             raise UserError(f"{path}: {key} is both in [fixed] and in [grid]; keep one")
     return Sweep(path.stem, path, base, str(raw.get("description", "")), fixed, grid,
-                 parse_resources(raw.get("resources", {}), path))
+                 parse_resources(raw.get("resources", {}), path), parse_analysis(raw.get("analyze", {}), path))
+
+
+def parse_analysis(raw: dict, path: Path) -> Analysis:
+    from groklab.analysis.across import METHODS
+
+    known = [f.name for f in dataclasses.fields(Analysis)]
+    for key in raw:
+        if key not in known:
+            raise UserError(f"{path}: [analyze] unknown key {key!r}; valid keys: {', '.join(known)}")
+    methods = raw.get("methods", [])
+    if not isinstance(methods, list) or any(m not in METHODS for m in methods):
+        raise UserError(f"{path}: [analyze] methods = {methods!r} must list methods among {', '.join(METHODS)}")
+    examples = raw.get("examples", Analysis.examples)
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise UserError(f"{path}: [analyze] examples = {examples!r} must be an integer >= 1")
+    return Analysis(tuple(methods), examples)
 
 
 def parse_resources(raw: dict, path: Path) -> Resources:
@@ -255,22 +282,25 @@ def check_same_config(run_dir: Path, cfg: config.RunConfig) -> None:
             )
 
 
-def plan(points: list[Point], sweep_dir: Path, threads: int) -> tuple[list[Job], list[str]]:
-    """Jobs to run (start or resume) and the names of finished runs to skip."""
+def plan(points: list[Point], sweep_dir: Path, threads: int, analysis: Analysis | None = None
+         ) -> tuple[list[Job], list[str]]:
+    """Jobs to run (start, resume, or only the analyses a finished run lacks) and the finished runs to skip."""
+    analysis = analysis or Analysis()
     jobs, skipped = [], []
     for p in points:
         run_dir = (sweep_dir / p.name).resolve()
         now = state(run_dir)
         if now != "new":
             check_same_config(run_dir, p.config)
-        if now == "finished":
+        missing = tuple(m for m in analysis.methods if not list((run_dir / "analysis").glob(f"{m}-*.json")))
+        if now == "finished" and not missing:
             skipped.append(p.name)
             continue
         cfg = p.config
         if cfg.train.threads == 0:  # not fixed by the sweep: cores // jobs, recorded in config.json
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
-        action = "start" if now == "new" else "resume"
-        jobs.append(Job(p.name, str(run_dir), action, cfg.to_dict(), cfg.train.threads))
+        action = {"new": "start", "finished": "analyze"}.get(now, "resume")
+        jobs.append(Job(p.name, str(run_dir), action, cfg.to_dict(), cfg.train.threads, missing, analysis.examples))
     return jobs, skipped
 
 
@@ -285,6 +315,7 @@ def manifest(sweep: Sweep, points: list[Point]) -> dict:
         "grid": sweep.grid,
         "keys": list(sweep.grid),
         "resources": dataclasses.asdict(sweep.resources),
+        "analyze": dataclasses.asdict(sweep.analysis),
         "runs": [{"name": p.name, "dir": p.name, "overrides": p.overrides} for p in points],
     }
 
@@ -296,19 +327,26 @@ def execute(job: Job) -> dict:
     import torch
 
     from groklab import plots, train
+    from groklab.analysis.across import analyze
 
     run_dir = Path(job.run_dir)
     result: dict[str, Any] = {"name": job.name, "action": job.action, "status": "failed"}
     try:
-        if job.action == "resume":
-            trainer = train.resume(run_dir, progress=False)
-            result["from_step"] = trainer.step
+        if job.action == "analyze":
+            summary = runs.read_json(run_dir / "summary.json")
         else:
-            trainer = train.start(config.from_dict(job.config), run_dir, progress=False)
-        torch.set_num_threads(job.threads)  # a resumed run's config.json may name another count (--jobs changed)
-        summary = trainer.run()
-        plots.run_accuracy_figure(run_dir, summary, f"{run_dir.parent.name}/{run_dir.name}")
-        result |= {"status": "done", "summary": summary}
+            if job.action == "resume":
+                trainer = train.resume(run_dir, progress=False)
+                result["from_step"] = trainer.step
+            else:
+                trainer = train.start(config.from_dict(job.config), run_dir, progress=False)
+            torch.set_num_threads(job.threads)  # a resumed run's config.json may name another count
+            summary = trainer.run()
+            plots.run_accuracy_figure(run_dir, summary, f"{run_dir.parent.name}/{run_dir.name}")
+        torch.set_num_threads(job.threads)
+        for method in job.analyze:
+            analyze(run_dir, method, None, job.examples, progress=False)
+        result |= {"status": "done", "summary": summary, "analyzed": list(job.analyze)}
     except UserError as exc:
         result["error"] = str(exc)
     except Exception as exc:  # a bug: keep the traceback, but let the other runs go on
@@ -342,7 +380,7 @@ def run(
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
     points = expand(sweep)
-    todo, skipped = plan(points, out, threads_per_job(backend, jobs, sweep.resources))
+    todo, skipped = plan(points, out, threads_per_job(backend, jobs, sweep.resources), sweep.analysis)
     execute_all = sweep_backends.get(backend, jobs, address, sweep.resources)  # fails early if Ray is missing
     out.mkdir(parents=True, exist_ok=True)
     runs.write_json(out / "sweep.json", manifest(sweep, points))
@@ -369,5 +407,6 @@ def status_line(result: dict) -> str:
         return f"failed: {result['error']}"
     summary = result["summary"]
     verb = f"resumed from step {result['from_step']:,}, done" if result["action"] == "resume" else "done"
-    return f"{verb}: {outcome(summary)}, {summary['elapsed_s']:.0f} s"
+    analyzed = f"; analysed: {', '.join(result['analyzed'])}" if result.get("analyzed") else ""
+    return f"{verb}: {outcome(summary)}, {summary['elapsed_s']:.0f} s{analyzed}"
 

@@ -149,3 +149,18 @@ def test_accuracy_metrics_read_the_grok_probe_and_the_linear_rule_rate(sweep_dir
     named = dict(accuracy_metrics(results))
     assert named["best grok-probe acc"](run) == 0.01  # read from the grok probe, not test_id
     assert named["final linear-rule rate"](run) == (len(run.rows) - 1) / len(run.rows)
+
+
+def test_tree_projection_figure_only_for_analysed_runs(sweep_dir, tmp_path):
+    from groklab.report import tree_figure
+
+    results, *_ = collect([sweep_dir])
+    assert tree_figure(results, "data.phi", tmp_path / "none.png") is None  # nothing analysed: no empty figure
+    for r in results[:3]:
+        checkpoints = [{"step": s, "t_score": s / 1000, "parse_f1": 0.5} for s in (10, 100, 1000)]
+        (r.run_dir / "analysis").mkdir()
+        runs.write_json(r.run_dir / "analysis" / "tree-projection-gen.json", {"checkpoints": checkpoints})
+    png = tree_figure(results, "data.phi", tmp_path / "tree.png")
+    assert png is not None and png.read_bytes().startswith(PNG_MAGIC)
+    assert main(["report", str(sweep_dir)]) == 0
+    assert (sweep_dir / "report" / "tree-projection-vs-data.phi.png").is_file()

@@ -91,6 +91,9 @@ def test_nested_tables_mean_the_same_as_dotted_keys(tmp_path):
         ('"data.phi" = [9]', FIXED, 'base = "demo"\nbogus = 1', "unknown key 'bogus'; valid top-level keys: base"),
         ('"data.phi" = [9]\n[resources]\ncpu = 1', FIXED, None, "[resources] unknown key 'cpu'; valid keys: cpus"),
         ('"data.phi" = [9]\n[resources]\ngpus = -1', FIXED, None, "gpus=-1 must be a number >= 0"),
+        ('"data.phi" = [9]\n[analyze]\nmethods = ["lens"]', FIXED, None, "must list methods among logit-lens"),
+        ('"data.phi" = [9]\n[analyze]\nexamples = 0', FIXED, None, "examples = 0 must be an integer >= 1"),
+        ('"data.phi" = [9]\n[analyze]\nmethod = []', FIXED, None, "[analyze] unknown key 'method'"),
     ],
 )
 def test_bad_sweep_file_is_one_clear_line(tmp_path, capsys, grid, fixed, head, needle):
@@ -206,6 +209,21 @@ def test_sweep_is_idempotent_and_resumes_an_interrupted_run(trained, tmp_path, c
     assert code == 0 and "seed=0  skipped" in text and f"seed=1  resumed from step {keep}, done" in text
     assert metrics_without_time(cut) == full  # resumed exactly like the uninterrupted run
     assert (cut / "summary.json").is_file()
+
+
+def test_adding_an_analysis_to_a_finished_sweep_analyses_without_retraining(trained, tmp_path, capsys):
+    out = copy_of(trained, tmp_path)
+    path = tmp_path / "with-analysis.toml"
+    path.write_text(trained[0].read_text() + '[analyze]\nmethods = ["logit-lens"]\nexamples = 20\n')
+    metrics = {name: (out / name / "metrics.jsonl").read_bytes() for name in ("seed=0", "seed=1")}
+    code, text, _ = run_cli(["sweep", path, "--out", out], capsys)
+    assert code == 0 and text.count("analysed: logit-lens") == 2, text
+    for name, before in metrics.items():
+        assert (out / name / "metrics.jsonl").read_bytes() == before  # not retrained
+        lens = json.loads((out / name / "analysis" / "logit-lens-test_inferred_id.json").read_text())
+        assert lens["examples"] == 20 and len(lens["checkpoints"]) == len(checkpoint.list_steps(out / name))
+    code, text, _ = run_cli(["sweep", path, "--out", out], capsys)
+    assert text.count("skipped") == 2  # analysed runs are finished
 
 
 def test_summary_older_than_the_newest_checkpoint_is_not_final(trained, tmp_path):
