@@ -106,6 +106,9 @@ class TrainConfig:
     weight_decay: float = 0.1  # not applied to LayerNorm weights or biases (paper's AdamW groups) ...
     decay_all: bool = False  # ... unless true: every parameter decayed (Grokfast's code)
     warmup_steps: int = 200  # linear warm-up, then `schedule`
+    # warm-up from lr 0: update k of the warm-up uses k/warmup_steps of lr, so the first update has lr 0 (as
+    # torch's LambdaLR(update / warmup) in Grokfast's code); false: (k+1)/warmup_steps
+    warmup_from_zero: bool = False
     schedule: str = "constant"  # constant | cosine
     min_lr_ratio: float = 0.1  # cosine: final lr as a fraction of lr
     grad_clip: float = 1.0  # 0 disables clipping

@@ -34,9 +34,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier on cfg.lr for update number `step` (0-based): linear warm-up, then constant or cosine."""
+    """Multiplier on cfg.lr for update number `step` (0-based): linear warm-up, then constant or cosine.
+    The warm-up reaches lr at update warmup_steps − 1, or (train.warmup_from_zero) starts at lr 0 and reaches
+    it at update warmup_steps, as torch's LambdaLR(lambda update: update / warmup) does in Grokfast's code."""
     if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+        return (step if cfg.warmup_from_zero else step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
     span = max(1, cfg.steps - cfg.warmup_steps)

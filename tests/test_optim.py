@@ -89,6 +89,36 @@ def test_lr_warmup_then_constant_or_cosine():
     assert lr_factor(110, cos) == pytest.approx(0.1)
 
 
+def test_warmup_from_zero_gives_the_first_update_lr_0_like_lambdalr():
+    """Grokfast's code: LambdaLR(lambda update: 1 if update > 10 else update / 10) — update 0 has lr 0."""
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, steps=100, warmup_from_zero=True)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1 if update > 10 else update / 10)
+    for step in range(15):
+        assert lr_factor(step, cfg) == pytest.approx(reference.get_last_lr()[0]), step
+        opt.step()
+        reference.step()
+    assert lr_factor(0, TrainConfig(warmup_steps=10)) == pytest.approx(0.1)  # default: no update at lr 0
+
+
+def test_first_update_at_lr_0_leaves_the_weights_but_feeds_adam_and_the_filter():
+    from groklab.optim import make_optimizer
+
+    cfg = TrainConfig(optimizer="adam", decay_all=True, weight_decay=0.005, warmup_steps=10, warmup_from_zero=True)
+    model = nn.Linear(3, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt, filt = make_optimizer(model, cfg), make_filter(model, FilterConfig(kind="ema"))
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * lr_factor(0, cfg)
+    model(torch.ones(4, 3)).square().sum().backward()
+    filt()
+    opt.step()
+    for p, p0 in zip(model.parameters(), before, strict=True):
+        torch.testing.assert_close(p.detach(), p0, rtol=0, atol=0)
+        assert opt.state[p]["exp_avg_sq"].abs().sum() > 0
+    assert filt.state_dict()
+
+
 def test_log_spaced_steps_dense_early_sparse_late():
     steps = log_spaced_steps(100_000, 50)
     assert steps[0] == 0 and steps[1] == 1 and steps[-1] == 100_000

@@ -14,9 +14,15 @@ Definitions (paper §3-§4; the authors' code for the causal-LM details):
   are most invariant), which the authors' code uses. For a *causal* model the exact minimum is degenerate:
   every span (0, j) sees no context, so d_0j = 0 and the left-branching tree always reaches the minimum —
   so "greedy" is the default (see `test_exact_chart_is_left_branching_for_a_causal_model`).
-- t_score = E_T[SCI(S, T)] - SCI(S, T_proj) (Eq. 5), averaged over sentences, unnormalised by length as in
-  the authors' code. E_T is over random binary trees built by splitting every node at a uniformly random
-  point (the authors' sampler); we compute it exactly by a DP over those splits, not by sampling.
+- t_score = E_T[SCI(S, T)] − SCI(S, T_proj) (the ICLR paper's Eq. 5), averaged over sentences, unnormalised by
+  length. E_T is over random binary trees that split every node at a uniformly random point (the authors'
+  sampler), computed exactly by a DP. For a causal model it can be negative: the greedy tree's deep nodes can
+  be worse than random ones.
+- t_score_nodes, as the authors' structural-grokking code scores LMs (`tree_projection(..., normalize=True)`):
+  Σ over the projected tree's nodes of how much more invariant the chosen split is than a uniformly random
+  split of that node, E_k(d_ik + d_k+1,j) − (d_ik* + d_k*+1,j) (exact mean over k where their code draws one
+  k). Never negative with the greedy decoder, but it grows with the spread of d, so a causal model that just
+  accumulates its left context scores high too (see the tests): reported beside t_score, not instead.
 - parse F1: unlabeled bracketing F1 of T_proj against the gold tree per sentence, then averaged (sentence-level
   F1, as in unsupervised parsing); the whole-sentence span and single tokens are excluded (always right).
 """
@@ -139,6 +145,18 @@ def expected_random_sci(d: np.ndarray) -> float:
     return float(expect[0, n - 1])
 
 
+def node_gain(d: np.ndarray, tree: list[Span]) -> float:
+    """Σ over the internal nodes (i, j) of a binary tree of the mean over splits k of d_ik + d_k+1,j minus that
+    of the tree's own split (the authors' per-node normalised score)."""
+    spans = set(tree)
+    total = 0.0
+    for i, j in tree:
+        cost = _children_cost(d, i, j)
+        k = next(k for k in range(i, j) if (k == i or (i, k) in spans) and (k + 1 == j or (k + 1, j) in spans))
+        total += float(cost.mean() - cost[k - i])
+    return total
+
+
 def project(d: np.ndarray, decoder: str = "greedy") -> list[Span]:
     """T_proj of one sentence's chart d [n, n]."""
     if decoder not in DECODERS:
@@ -184,6 +202,7 @@ def score_sentence(d: np.ndarray, gold: list[Span] | None, decoder: str) -> dict
     tree = project(d, decoder)
     out = {"length": n, "projected": [list(s) for s in tree], "sci": sci(d, tree), "sci_random": expected_random_sci(d)}
     out["t_score"] = out["sci_random"] - out["sci"]
+    out["t_score_nodes"] = node_gain(d, tree)
     if gold is not None:
         out["gold"] = [list(s) for s in sorted(brackets(gold, n))]
         out["parse_f1"] = parse_f1(tree, gold, n)
@@ -224,7 +243,7 @@ def summarise(rows: list[dict], layer: int, decoder: str) -> dict:
     """Means over sentences (JSON-able: NaN becomes None) and a few example trees."""
     mean = {
         key: _mean([r[key] for r in rows if key in r])
-        for key in ("t_score", "sci", "sci_random", "parse_f1", "f1_left", "f1_right")
+        for key in ("t_score", "t_score_nodes", "sci", "sci_random", "parse_f1", "f1_left", "f1_right")
     }
     shown = [
         {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
