@@ -180,8 +180,10 @@ def tree_projection_curves(analysis: dict, metrics: list[dict], path: Path) -> P
     accuracies = sorted({k for r in metrics for k in r if k.endswith("/acc")})
     panels = [
         ("t_score", "t_score (E_random SCI − SCI of the projection)", None),
+        ("t_score_nodes", "t_score_nodes (per-node gain over random splits)", None),
         ("parse_f1", "parse F1 against the gold trees", (-0.02, 1.02)),
     ]
+    panels = [p for p in panels if any(c.get(p[0]) is not None for c in checkpoints)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for ax, (key, label, ylim) in zip(axes[0], panels, strict=True):
         ys = [np.nan if c.get(key) is None else c[key] for c in checkpoints]
