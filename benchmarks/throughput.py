@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,6 +42,8 @@ from dataset_build import generation_cost
 from flops import gemm_peaks, step_flops, sync
 
 from groklab import config, train
+from groklab.errors import UserError
+from groklab.tasks import SEQUENCE_TASKS
 
 TARGETS = {"train_vs_reference": 30.0, "train_vs_own_vocab": 2.0, "eval_vs_reference": 20.0, "mfu_d128": 0.60}
 # Measured on the 2-core (AVX2-class) CPU machine: steps/s by (n_layers, d_model), GEMM peak in GFLOP/s.
@@ -114,7 +117,8 @@ def flop_row(cfg: config.RunConfig, d_vocab: int, n_pos: int, step_s: float, pea
 def measure_ours(trainer: train.Trainer, steps: int, peaks: dict[str, float]) -> dict:
     dtype, peak = peak_of(trainer, peaks)
     step_s = seconds_per_update(trainer, steps)
-    row = flop_row(trainer.cfg, len(trainer.data.vocab), trainer.data.n_ctx, step_s, peak, answer_only=True)
+    answer_only = not trainer.data.train.is_sequence  # sequence tasks train a language model on every position
+    row = flop_row(trainer.cfg, len(trainer.data.vocab), trainer.data.n_ctx, step_s, peak, answer_only=answer_only)
     return row | {"pipeline": "ours", "peak_dtype": dtype, "eval_s": eval_seconds(trainer)}
 
 
@@ -277,8 +281,21 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    args = parse_args()
+    try:
+        run(parse_args())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(args: argparse.Namespace) -> None:
+    for name in ("steps", "reference_steps"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
     cfg = config.load(args.config, args.set)
+    if cfg.data.task in SEQUENCE_TASKS and not (args.skip_reference or args.scaling):
+        raise UserError(f"the reference pipelines score one answer token; {cfg.data.task} is a sequence task: "
+                        "add --skip-reference")
     if not (args.skip_reference or args.scaling):
         ref.import_gpt2()  # fail now, with the install command, rather than after timing ours
     threads = args.threads or cfg.train.threads or os.cpu_count() or 1

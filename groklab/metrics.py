@@ -4,7 +4,9 @@ Two kinds of task share this code. Answer tasks (knowledge bases, modular arithm
 row. Sequence tasks (structural grokking) are language models over whole sequences: the loss covers every
 target, and a probe's `acc` is the decisive token's accuracy (the question's first word, the main verb: the
 metric Murty et al. 2023 report), `exact` the whole output's exact match and `linear` how often the decisive
-token follows the linear rule where it differs from the hierarchical one.
+token follows the linear rule where it differs from the hierarchical one. A sequence probe's `loss` is the
+mean over its rows of each row's mean loss on the scored output (not the training loss, which also covers
+the input under `loss_on="full"`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from groklab.model import Transformer
-from groklab.tasks.dataset import Split, TaskData
-
-NO_TARGET = -1
+from groklab.tasks.dataset import NO_TARGET, Split, TaskData
 
 
 @dataclass

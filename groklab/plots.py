@@ -48,10 +48,11 @@ def accuracy_curves(
     for name in sorted({k.removesuffix("/acc") for r in points for k in r if k.endswith("/acc")} - shown):
         ax.plot([r["step"] for r in points], [r[f"{name}/acc"] for r in points], linewidth=0.8, alpha=0.5,
                 linestyle="--", label=name)
-    for name in sorted({k.removesuffix("/linear") for r in points for k in r if k.endswith("/linear")}):
+    color_of = {roles[r]: ROLE_STYLE[r][0] for r in ROLE_STYLE if r in roles}
+    for i, name in enumerate(sorted({k.removesuffix("/linear") for r in points for k in r if k.endswith("/linear")})):
         steps = [r["step"] for r in points if f"{name}/linear" in r]  # sequence tasks: the linear-rule rate
-        ax.plot(steps, [r[f"{name}/linear"] for r in points if f"{name}/linear" in r], color="tab:orange",
-                linestyle=":", label=f"{name}: follows the linear rule")
+        ax.plot(steps, [r[f"{name}/linear"] for r in points if f"{name}/linear" in r], linestyle=":",
+                color=color_of.get(name, f"C{i + 3}"), label=f"{name}: follows the linear rule")
     for key, style in (("fit_step", ":"), ("grok_step", "--")):
         if summary and summary.get(key):
             ax.axvline(

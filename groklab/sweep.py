@@ -167,12 +167,13 @@ def load(name_or_path: str) -> Sweep:
             raise UserError(f"{path}: [grid] {key} lists a value twice: {values}")
         if key in fixed:
             raise UserError(f"{path}: {key} is both in [fixed] and in [grid]; keep one")
+    analysis = parse_analysis(raw.get("analyze", {}), path, None if "data.task" in grid else task)
     return Sweep(path.stem, path, base, str(raw.get("description", "")), fixed, grid,
-                 parse_resources(raw.get("resources", {}), path), parse_analysis(raw.get("analyze", {}), path))
+                 parse_resources(raw.get("resources", {}), path), analysis)
 
 
-def parse_analysis(raw: dict, path: Path) -> Analysis:
-    from groklab.analysis.across import METHODS
+def parse_analysis(raw: dict, path: Path, task: str | None) -> Analysis:
+    from groklab.analysis.across import METHODS, supports
 
     known = [f.name for f in dataclasses.fields(Analysis)]
     for key in raw:
@@ -181,6 +182,9 @@ def parse_analysis(raw: dict, path: Path) -> Analysis:
     methods = raw.get("methods", [])
     if not isinstance(methods, list) or any(m not in METHODS for m in methods):
         raise UserError(f"{path}: [analyze] methods = {methods!r} must list methods among {', '.join(METHODS)}")
+    for method in methods if task else []:
+        if not supports(method, task):
+            raise UserError(f"{path}: [analyze] {method} does not apply to data.task={task!r}; remove it from methods")
     examples = raw.get("examples", Analysis.examples)
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise UserError(f"{path}: [analyze] examples = {examples!r} must be an integer >= 1")
@@ -292,7 +296,7 @@ def plan(points: list[Point], sweep_dir: Path, threads: int, analysis: Analysis 
         now = state(run_dir)
         if now != "new":
             check_same_config(run_dir, p.config)
-        missing = tuple(m for m in analysis.methods if not list((run_dir / "analysis").glob(f"{m}-*.json")))
+        missing = analysis.methods if now != "finished" else stale_analyses(run_dir, analysis)
         if now == "finished" and not missing:
             skipped.append(p.name)
             continue
@@ -302,6 +306,22 @@ def plan(points: list[Point], sweep_dir: Path, threads: int, analysis: Analysis 
         action = {"new": "start", "finished": "analyze"}.get(now, "resume")
         jobs.append(Job(p.name, str(run_dir), action, cfg.to_dict(), cfg.train.threads, missing, analysis.examples))
     return jobs, skipped
+
+
+def stale_analyses(run_dir: Path, analysis: Analysis) -> tuple[str, ...]:
+    """The methods whose JSON is missing, covers other checkpoints than the run now has, or used another
+    number of examples: each must be (re)run."""
+    from groklab import checkpoint
+
+    steps = checkpoint.list_steps(run_dir)
+    stale = []
+    for method in analysis.methods:
+        found = [runs.read_json(f) for f in sorted((run_dir / "analysis").glob(f"{method}-*.json"))]
+        current = any([c["step"] for c in a.get("checkpoints", [])] == steps
+                      and a.get("examples_asked") == analysis.examples for a in found)
+        if not current:
+            stale.append(method)
+    return tuple(stale)
 
 
 def manifest(sweep: Sweep, points: list[Point]) -> dict:
@@ -406,7 +426,8 @@ def status_line(result: dict) -> str:
     if result["status"] == "failed":
         return f"failed: {result['error']}"
     summary = result["summary"]
-    verb = f"resumed from step {result['from_step']:,}, done" if result["action"] == "resume" else "done"
+    verb = {"resume": f"resumed from step {result.get('from_step', 0):,}, done", "analyze": "already trained"}.get(
+        result["action"], "done")
     analyzed = f"; analysed: {', '.join(result['analyzed'])}" if result.get("analyzed") else ""
     return f"{verb}: {outcome(summary)}, {summary['elapsed_s']:.0f} s{analyzed}"
 

@@ -27,6 +27,8 @@ from groklab.optim import lr_factor, make_filter, make_optimizer
 from groklab.schedule import log_spaced_steps, summarize
 from groklab.tasks.dataset import TaskData
 
+TRAINER_PREFIX = "train"  # metrics.jsonl keys the trainer writes itself: train/loss, train/grad_norm_max
+
 
 class TrainingDiverged(UserError):
     """The loss or the gradient norm became non-finite, or the gradient norm exploded."""
@@ -126,6 +128,11 @@ class Trainer:
 
     def __init__(self, cfg: config.RunConfig, run_dir: Path, data: TaskData, progress: bool = True) -> None:
         self.cfg, self.run_dir, self.data, self.progress = cfg, run_dir, data, progress
+        if TRAINER_PREFIX in data.probes:  # its <probe>/loss would overwrite the optimised loss in metrics.jsonl
+            raise UserError(
+                f"the dataset has a probe named {TRAINER_PREFIX!r}, whose metrics would overwrite the trainer's own "
+                f"({TRAINER_PREFIX}/loss); rename it (e.g. train_sample) in the dataset's manifest.json"
+            )
         self._lock = runs.lock(run_dir)
         tcfg = cfg.train
         torch.set_num_threads(tcfg.threads or os.cpu_count() or 1)

@@ -9,7 +9,8 @@ import pytest
 
 from groklab import config, runs
 from groklab.cli import main
-from groklab.report import accuracy_metrics, collect, load_run, table
+from groklab.report import collect, load_run, table
+from groklab.report_figures import accuracy_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NOT_STARTED = {"name": "s", "keys": ["data.phi"], "grid": {"data.phi": [9]}, "fixed": {}, "base": "demo.toml",
@@ -152,7 +153,7 @@ def test_accuracy_metrics_read_the_grok_probe_and_the_linear_rule_rate(sweep_dir
 
 
 def test_tree_projection_figure_only_for_analysed_runs(sweep_dir, tmp_path):
-    from groklab.report import tree_figure
+    from groklab.report_figures import tree_figure
 
     results, *_ = collect([sweep_dir])
     assert tree_figure(results, "data.phi", tmp_path / "none.png") is None  # nothing analysed: no empty figure

@@ -84,7 +84,7 @@ def test_a_short_sequence_run_learns_and_logs_every_metric(task, tmp_path):
     summary = train.start(cfg, tmp_path / "run", progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["train/loss"] < rows[1]["train/loss"]  # the LM loss falls
-    for probe in ("train", "test", "gen"):
+    for probe in ("train_sample", "test", "gen"):
         assert {f"{probe}/acc", f"{probe}/exact", f"{probe}/loss"} <= set(rows[-1])
     assert "gen/linear" in rows[-1]  # every gen row separates the rules
-    assert summary["roles"]["grok"] == "gen" and set(summary["final"]) == {"train", "test", "gen"}
+    assert summary["roles"]["grok"] == "gen" and set(summary["final"]) == {"train_sample", "test", "gen"}

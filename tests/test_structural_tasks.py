@@ -213,7 +213,7 @@ def test_outputs_and_rule_separation(data, task):
             assert split.positions[row] == split.output_start[row] + decisive
             linear = split.fields["linear_answer"][row]
             assert linear == (-1 if lin[decisive] == hier[decisive] else index[lin[decisive]])
-            if name in ("train_split", "train", "test"):
+            if name in ("train_split", "train_sample", "test"):
                 assert lin == hier, "a training or ID test example separates the rules"
             if name == "gen":
                 assert kind in ("quest", "present") and linear not in (-1, split.answers[row])
@@ -297,7 +297,7 @@ def test_presets_validate_and_generate_quickly():
         cfg = config.load(task)
         assert cfg.data.task == task and cfg.train.stop_on_grok is False
         d = generate(cfg.data)
-        assert d.info["split_sizes"]["train"] >= cfg.data.n_train and set(d.probes) == {"train", "test", "gen"}
+        assert d.info["split_sizes"]["train"] >= cfg.data.n_train and set(d.probes) == {"train_sample", "test", "gen"}
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,8 @@ def test_nested_tables_mean_the_same_as_dotted_keys(tmp_path):
         ('"data.phi" = [9]\n[analyze]\nmethods = ["lens"]', FIXED, None, "must list methods among logit-lens"),
         ('"data.phi" = [9]\n[analyze]\nexamples = 0', FIXED, None, "examples = 0 must be an integer >= 1"),
         ('"data.phi" = [9]\n[analyze]\nmethod = []', FIXED, None, "[analyze] unknown key 'method'"),
+        ('"data.phi" = [9]\n[analyze]\nmethods = ["tree-projection"]', FIXED, None,
+         "[analyze] tree-projection does not apply to data.task='composition'"),
     ],
 )
 def test_bad_sweep_file_is_one_clear_line(tmp_path, capsys, grid, fixed, head, needle):
@@ -224,6 +226,12 @@ def test_adding_an_analysis_to_a_finished_sweep_analyses_without_retraining(trai
         assert lens["examples"] == 20 and len(lens["checkpoints"]) == len(checkpoint.list_steps(out / name))
     code, text, _ = run_cli(["sweep", path, "--out", out], capsys)
     assert text.count("skipped") == 2  # analysed runs are finished
+    path.write_text(path.read_text().replace("examples = 20", "examples = 25"))
+    code, text, _ = run_cli(["sweep", path, "--out", out], capsys)
+    assert text.count("analysed: logit-lens") == 2  # another example count: analysed again
+    shutil.rmtree(checkpoint.step_dir(out / "seed=0", checkpoint.list_steps(out / "seed=0")[0]))
+    code, text, _ = run_cli(["sweep", path, "--out", out], capsys)
+    assert text.count("analysed: logit-lens") == 1  # seed=0's analysis no longer covers its checkpoints
 
 
 def test_summary_older_than_the_newest_checkpoint_is_not_final(trained, tmp_path):

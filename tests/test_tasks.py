@@ -275,7 +275,7 @@ def test_modular_tables_are_correct_and_split_in_two(op):
     p = 23
     data = generate(ModularConfig(modulus=p, operation=op))
     num = lambda ids: [int(data.vocab.tokens[i]) for i in ids]  # noqa: E731
-    train, valid = data.probes["train"], data.probes["valid"]
+    train, valid = data.probes["train_sample"], data.probes["valid"]
     table = set()
     for split in (train, valid):
         for x, y, z in zip(num(split.fields["x"]), num(split.fields["y"]), num(split.answers), strict=True):

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from groklab import checkpoint, runs, train
+from groklab.errors import UserError
 
 
 def metrics_without_time(run_dir):
@@ -127,3 +128,16 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch):
     monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="train.autocast=none"):
         train.make_autocast(TrainConfig(autocast="bf16"), torch.device("cpu"))
+
+
+def test_a_probe_named_train_is_refused(tiny_config, tmp_path):
+    """Its train/loss would silently overwrite the optimised loss the trainer logs under the same key."""
+    import dataclasses
+
+    from groklab.tasks import generate
+
+    cfg = tiny_config()
+    data = generate(cfg.data)
+    clash = dataclasses.replace(data, probes={"train": data.train, **data.probes})
+    with pytest.raises(UserError, match="probe named 'train'"):
+        train.Trainer(cfg, tmp_path / "run", clash, progress=False)

@@ -44,6 +44,16 @@ METHODS: dict[str, Callable[[TaskData, Split], Measure]] = {
 DEFAULT_SPLIT = {"logit-lens": "test_inferred_id", "causal-tracing": "train_inferred"}  # the paper's choices
 
 
+def supports(method: str, task: str) -> bool:
+    """Whether `method` knows `task`: the logit lens and causal tracing read the roles of knowledge-base facts,
+    tree projections need sentences with gold trees (the sequence tasks)."""
+    from groklab.analysis.roles import PERTURBED_TOKENS, TARGETS
+    from groklab.tasks import SEQUENCE_TASKS
+
+    known = {"logit-lens": TARGETS, "causal-tracing": PERTURBED_TOKENS, "tree-projection": SEQUENCE_TASKS}
+    return task in known[method]
+
+
 def default_split(method: str, data: TaskData) -> str:
     """The paper's split; tree projections use the generalisation split "gen" (Murty et al. 2023), else the
     run's ID test split."""
@@ -80,6 +90,7 @@ def analyze(run_dir: Path, method: str, split: str | None, examples: int, progre
         "method": method,
         "split": split,
         "examples": len(rows),
+        "examples_asked": examples,
         "task": data.task,
         "n_layers": cfg.model.n_layers,
         "checkpoints": results,

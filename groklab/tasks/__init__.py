@@ -19,6 +19,7 @@ class TaskSpec:
 
     config: type
     generate: Callable[[Any], TaskData]
+    sequence: bool = False  # one language-model sequence per example (targets at every position)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -27,10 +28,12 @@ TASKS: dict[str, TaskSpec] = {
     "complex": TaskSpec(complex.ComplexConfig, complex.generate),
     "modular": TaskSpec(modular.ModularConfig, modular.generate),
     # structural grokking (Murty et al. 2023): sequence tasks, one LM sequence per example
-    "question-formation": TaskSpec(structural.QuestionFormationConfig, structural.generate),
-    "tense-inflection": TaskSpec(structural.TenseInflectionConfig, structural.generate),
-    "dyck": TaskSpec(dyck.DyckConfig, dyck.generate),
+    "question-formation": TaskSpec(structural.QuestionFormationConfig, structural.generate, sequence=True),
+    "tense-inflection": TaskSpec(structural.TenseInflectionConfig, structural.generate, sequence=True),
+    "dyck": TaskSpec(dyck.DyckConfig, dyck.generate, sequence=True),
 }
+
+SEQUENCE_TASKS = tuple(name for name, spec in TASKS.items() if spec.sequence)
 
 
 def generate(cfg: Any) -> TaskData:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PAD = "<pad>"
+NO_TARGET = -1  # a `targets` entry without a loss; also a `linear_answer` where both rules agree
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,20 @@ import numpy as np
 from groklab.errors import UserError
 from groklab.tasks.dataset import TaskData
 from groklab.tasks.knowledge import sample_probe, shuffled, split_sizes
-from groklab.tasks.structural_split import LOSS_MODES, Draws, Example, Span, TreeBuilder, build_split, fill_buckets
+from groklab.tasks.structural_split import (
+    EOS,
+    LOSS_MODES,
+    ROLES,
+    Draws,
+    Example,
+    Span,
+    TreeBuilder,
+    build_split,
+    fill_buckets,
+)
 from groklab.tasks.vocab import build_layout
 
-ROLES = {"train": "train", "test_id": "test", "test_ood": "gen", "grok": "gen"}
-EOS, MARKER = "<eos>", "close"
+MARKER = "close"
 MOVES = ("open", "close")  # drawn uniformly where both are allowed
 MAX_DRAWS_PER_PREFIX = 50  # draws allowed per prefix asked for before the settings count as infeasible
 
@@ -155,7 +164,7 @@ def generate(cfg: DyckConfig) -> TaskData:
     encode = lambda name: build_split([example(p) for p in buckets[name]], layout.vocab.index(), EOS, cfg.loss_on)  # noqa: E731
     train = shuffled(rng, encode("train"))
     probes = {
-        "train": sample_probe(rng, train, cfg.probe_size),
+        "train_sample": sample_probe(rng, train, cfg.probe_size),
         **{name: sample_probe(rng, encode(name), cfg.probe_size) for name in ("test", "gen")},
     }
     depths = {name: Counter(map(nesting_depth, b)) for name, b in buckets.items()}

@@ -15,7 +15,7 @@ from groklab.tasks.dataset import TaskData
 from groklab.tasks.knowledge import choose, make_split, sample_probe, shuffled, split_sizes
 from groklab.tasks.vocab import build_layout
 
-ROLES = {"train": "train", "test_id": "valid"}
+ROLES = {"train": "train_sample", "test_id": "valid"}
 
 
 def inverses(p: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def generate(cfg: ModularConfig) -> TaskData:
     valid_mask[train_idx] = False
     train = shuffled(rng, table.take(train_idx))
     probes = {
-        "train": sample_probe(rng, table.take(train_idx), cfg.probe_size),
+        "train_sample": sample_probe(rng, table.take(train_idx), cfg.probe_size),
         "valid": sample_probe(rng, table.take(np.flatnonzero(valid_mask)), cfg.probe_size),
     }
     info = {"table_size": len(x), "split_sizes": split_sizes(train, probes)}

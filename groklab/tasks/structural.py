@@ -38,11 +38,9 @@ from groklab.tasks.grammar import (
     linear_question,
 )
 from groklab.tasks.knowledge import sample_probe, shuffled, split_sizes
-from groklab.tasks.structural_split import LOSS_MODES, Draws, Example, build_split, fill_buckets
+from groklab.tasks.structural_split import EOS, LOSS_MODES, ROLES, Draws, Example, build_split, fill_buckets
 from groklab.tasks.vocab import build_layout
 
-ROLES = {"train": "train", "test_id": "test", "test_ood": "gen", "grok": "gen"}
-EOS = "<eos>"
 MAX_DEPTH = 4  # modifiers nested deeper make sentences of 60+ tokens, past any CPU-sized context
 MAX_DRAWS_PER_SENTENCE = 20  # draws allowed per sentence asked for before the grammar counts as too small
 # agreement class of a sentence -> the buckets it may fill, in order of preference
@@ -158,7 +156,7 @@ def generate(cfg: GrammarTaskConfig) -> TaskData:
     train = shuffled(rng, encode(train_examples + [transformed_example(t, s, lexicon) for s in agreeing]))
     held_out = {name: encode([transformed_example(t, s, lexicon) for s in buckets[name]]) for name in ("test", "gen")}
     probes = {
-        "train": sample_probe(rng, train, cfg.probe_size),
+        "train_sample": sample_probe(rng, train, cfg.probe_size),
         **{name: sample_probe(rng, split, cfg.probe_size) for name, split in held_out.items()},
     }
     info = {

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from groklab.errors import UserError
-from groklab.tasks.dataset import Split
+from groklab.tasks.dataset import NO_TARGET, Split
+from groklab.tasks.knowledge import ABSENT
 
-NO_LOSS = -1  # target of a position without a loss (padding, and the input under loss_on="output")
-ABSENT = -1  # a missing value: no linear answer differing from the hierarchical one, tree rows past n - 1
+NO_LOSS = NO_TARGET  # target of a position without a loss (padding, and the input under loss_on="output")
+# ABSENT (-1): a missing value: no linear answer differing from the hierarchical one, tree rows past n - 1
+ROLES = {"train": "train_sample", "test_id": "test", "test_ood": "gen", "grok": "gen"}  # grok on gen
+EOS = "<eos>"
 LOSS_MODES = ("full", "output")
 DRAW_BLOCK = 4096  # uniform numbers fetched from the generator at a time (one call per scalar is slow)
 
