@@ -276,7 +276,8 @@ def state(run_dir: Path) -> str:
 
 def check_same_config(run_dir: Path, cfg: config.RunConfig) -> None:
     """A directory named after a grid point must hold that point's run, not one from an edited sweep file."""
-    have = flatten(runs.read_json(run_dir / "config.json"))
+    # read through the config classes, so that a field added since (at its default) is not a difference
+    have = flatten(json.loads(json.dumps(config.from_dict(runs.read_json(run_dir / "config.json")).to_dict())))
     want = flatten(json.loads(json.dumps(cfg.to_dict())))
     for key in sorted((set(have) | set(want)) - IGNORED_WHEN_COMPARING):
         if have.get(key) != want.get(key):

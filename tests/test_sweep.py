@@ -234,6 +234,15 @@ def test_adding_an_analysis_to_a_finished_sweep_analyses_without_retraining(trai
     assert text.count("analysed: logit-lens") == 1  # seed=0's analysis no longer covers its checkpoints
 
 
+def test_a_config_field_added_since_at_its_default_is_no_difference(trained, tmp_path, capsys):
+    out = copy_of(trained, tmp_path)
+    saved = json.loads((out / "seed=0" / "config.json").read_text())
+    del saved["train"]["warmup_from_zero"]  # as written before the field existed
+    (out / "seed=0" / "config.json").write_text(json.dumps(saved))
+    code, text, _ = run_cli(["sweep", trained[0], "--out", out], capsys)
+    assert code == 0 and text.count("skipped") == 2
+
+
 def test_summary_older_than_the_newest_checkpoint_is_not_final(trained, tmp_path):
     out = copy_of(trained, tmp_path)
     summary = runs.read_json(out / "seed=0" / "summary.json")
