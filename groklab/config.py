@@ -119,6 +119,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0 = all cores
     compile: bool = False  # torch.compile the training forward/backward (first steps pay the compile time)
     eval_points: int = 60  # evaluations, log-spaced over the run (dense early, sparse late)
+    eval_start: int = 1  # first evaluated step after step 0: the log-spaced grid runs from here to the end
     ckpt_points: int = 10  # checkpoints, log-spaced, plus the final step
     eval_batch_size: int = 0  # 0 = auto: 1024 on a CPU (cache-sized, fastest seen), 8192 on a GPU
     fit_threshold: float = 0.99  # fit: first eval where the train probe reaches this accuracy
@@ -126,7 +127,7 @@ class TrainConfig:
     stop_on_grok: bool = False  # stop at the first eval where the run has both fit and grokked
 
     def validate(self) -> None:
-        positive = ("steps", "batch_size", "eval_points", "ckpt_points", "check_every")
+        positive = ("steps", "batch_size", "eval_points", "eval_start", "ckpt_points", "check_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 1")

@@ -9,10 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def log_spaced_steps(total: int, points: int, include_zero: bool = True) -> list[int]:
-    """About `points` distinct steps in [1, total], log-spaced, always including `total` (and 0 if asked)."""
-    grid = np.unique(np.round(np.logspace(0, np.log10(max(total, 1)), num=max(points, 1))).astype(int))
-    steps = sorted({int(s) for s in grid if 1 <= s <= total} | {total})
+def log_spaced_steps(total: int, points: int, include_zero: bool = True, start: int = 1) -> list[int]:
+    """About `points` distinct steps in [start, total], log-spaced, always including `total` (and 0 if asked).
+
+    A later `start` spends the points where a run's events happen instead of on its first few steps (each
+    evaluation of a large probe set can cost several training steps)."""
+    first = min(max(start, 1), max(total, 1))
+    grid = np.round(np.logspace(np.log10(first), np.log10(max(total, 1)), num=max(points, 1))).astype(int)
+    steps = sorted({int(s) for s in np.unique(grid) if first <= s <= total} | {total})
     return ([0] if include_zero else []) + steps
 
 

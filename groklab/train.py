@@ -117,7 +117,7 @@ def schedules(cfg: config.TrainConfig) -> tuple[set[int], set[int]]:
     """Evaluation steps, and checkpoint steps chosen among them (so a checkpoint always follows an eval).
     Evaluations are log-spaced, so evenly spaced picks among them are log-spaced too: the fit → grok window
     gets its share of checkpoints for `groklab analyze`."""
-    evals = log_spaced_steps(cfg.steps, cfg.eval_points)
+    evals = log_spaced_steps(cfg.steps, cfg.eval_points, start=cfg.eval_start)
     picks = np.linspace(1, len(evals) - 1, max(cfg.ckpt_points, 1)).round().astype(int)
     ckpts = {evals[i] for i in picks if evals[i] > 0} | {cfg.steps}
     return set(evals), ckpts

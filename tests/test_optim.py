@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from groklab.config import FilterConfig, TrainConfig
+from groklab.errors import UserError
 from groklab.optim import lr_factor, make_filter
 from groklab.schedule import detect_grokking, log_spaced_steps
 
@@ -125,6 +126,26 @@ def test_log_spaced_steps_dense_early_sparse_late():
     assert steps == sorted(set(steps))
     gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
     assert gaps[-1] > 100 * gaps[1]
+
+
+def test_log_spaced_steps_from_a_later_start():
+    steps = log_spaced_steps(5_000, 60, start=100)
+    assert steps[0] == 0 and steps[1] == 100 and steps[-1] == 5_000
+    assert len(steps) == 61  # no collisions: every point is a distinct step
+    ratios = [b / a for a, b in zip(steps[1:], steps[2:], strict=False)]
+    assert max(ratios) < 1.08 and min(ratios) > 1.05  # evenly log-spaced, ~6.9% apart
+    assert log_spaced_steps(50, 10, start=100) == [0, 50]  # a start past the end keeps only the end
+    assert len(log_spaced_steps(5_000, 120)) < 100  # from step 1, points collide in the first decades
+
+
+def test_eval_start_sets_the_trainer_schedule():
+    from groklab import config
+    from groklab.train import schedules
+
+    evals, ckpts = schedules(config.TrainConfig(steps=1_000, eval_points=20, eval_start=50, ckpt_points=4))
+    assert min(evals - {0}) == 50 and max(evals) == 1_000 and ckpts <= evals
+    with pytest.raises(UserError, match="eval_start"):
+        config.TrainConfig(eval_start=0).validate()
 
 
 def test_detect_grokking():
