@@ -175,9 +175,9 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
-    from groklab import report, sweep
+    from groklab import report, sweep, sweep_file
 
-    spec = sweep.load(args.sweep)
+    spec = sweep_file.load(args.sweep)
     out = args.out or Path("runs") / spec.name
     results = sweep.run(spec, out, args.jobs, args.backend, args.address)
     started = [r["name"] for r in results if (out / r["name"] / "config.json").is_file()]

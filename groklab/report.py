@@ -21,7 +21,8 @@ from groklab import runs
 from groklab.errors import UserError
 from groklab.report_figures import accuracy_figure, grok_figure, tree_figure
 from groklab.schedule import summarize
-from groklab.sweep import IGNORED_WHEN_COMPARING, flatten, format_value, short_names
+from groklab.sweep import IGNORED_WHEN_COMPARING
+from groklab.sweep_file import flatten, format_value, short_names
 
 
 @dataclass(frozen=True)

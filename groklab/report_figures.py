@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from groklab import runs
-from groklab.sweep import format_value, short_names
+from groklab.sweep_file import format_value, short_names
 
 if TYPE_CHECKING:
     from groklab.report import RunResult

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from groklab import checkpoint, runs, sweep
+from groklab import checkpoint, runs, sweep, sweep_file
 from groklab.cli import main
 from tests.conftest import TINY
 
@@ -43,8 +43,8 @@ def metrics_without_time(run_dir):
 # --- expansion ----------------------------------------------------------------------------------------------
 def test_grid_expands_in_product_order_with_readable_names(tmp_path):
     path = write_sweep(tmp_path, '"data.phi" = [3.6, 9, 12.6]\ntrain.seed = [0, 1]\n"filter.kind" = ["none"]')
-    spec = sweep.load(str(path))
-    points = sweep.expand(spec)
+    spec = sweep_file.load(str(path))
+    points = sweep_file.expand(spec)
     assert [p.name for p in points] == [
         f"phi={phi},seed={seed},kind=none" for phi in ("3.6", "9", "12.6") for seed in (0, 1)
     ]
@@ -57,17 +57,17 @@ def test_grid_expands_in_product_order_with_readable_names(tmp_path):
 
 
 def test_names_disambiguate_keys_and_format_values():
-    assert sweep.run_name({"data.seed": 1, "train.seed": 2}) == "data.seed=1,train.seed=2"
-    assert sweep.run_name({"train.lr": 1e-4, "train.betas": [0.9, 0.98], "model.tie_embeddings": True}) == (
+    assert sweep_file.run_name({"data.seed": 1, "train.seed": 2}) == "data.seed=1,train.seed=2"
+    assert sweep_file.run_name({"train.lr": 1e-4, "train.betas": [0.9, 0.98], "model.tie_embeddings": True}) == (
         "lr=0.0001,betas=0.9_0.98,tie_embeddings=true"
     )
-    assert sweep.format_value(0.1 + 0.2) == "0.30000000000000004"  # exact, never a silent collision
+    assert sweep_file.format_value(0.1 + 0.2) == "0.30000000000000004"  # exact, never a silent collision
 
 
 def test_nested_tables_mean_the_same_as_dotted_keys(tmp_path):
     a = write_sweep(tmp_path, '"model.dropout" = [0, 0.1]', name="a")
     b = write_sweep(tmp_path, "[grid.model]\ndropout = [0, 0.1]", name="b")
-    assert sweep.load(str(a)).grid == sweep.load(str(b)).grid == {"model.dropout": [0, 0.1]}
+    assert sweep_file.load(str(a)).grid == sweep_file.load(str(b)).grid == {"model.dropout": [0, 0.1]}
 
 
 @pytest.mark.parametrize(
@@ -131,36 +131,36 @@ def test_ray_missing_names_the_extra(tmp_path, capsys, monkeypatch):
 
 def test_presets_resolve_and_expand():
     """Every shipped sweep builds valid configs; the φ sweeps use the paper's φ values (SPEC §1)."""
-    assert (REPO / "sweeps").resolve() == sweep.SWEEP_DIR.resolve()
-    names = sorted(p.stem for p in sweep.SWEEP_DIR.glob("*.toml"))
+    assert (REPO / "sweeps").resolve() == sweep_file.SWEEP_DIR.resolve()
+    names = sorted(p.stem for p in sweep_file.SWEEP_DIR.glob("*.toml"))
     for kind in ("phi", "entities", "depth", "weight-decay", "sharing", "comparison"):
         assert {f"{kind}-cpu", f"{kind}-gpu"} <= set(names)
     for name in names:
-        points = sweep.expand(sweep.load(name))
+        points = sweep_file.expand(sweep_file.load(name))
         assert points and len({p.name for p in points}) == len(points), name
         if name.startswith("phi-"):
             assert [p.config.data.phi for p in points] == [3.6, 5.4, 7.2, 9.0, 12.6, 18.0]
         if name.endswith("-cpu"):
             assert all(p.config.model.d_model <= 128 for p in points), name
         else:
-            assert sweep.load(name).resources.gpus >= 1, name
+            assert sweep_file.load(name).resources.gpus >= 1, name
 
 
 def test_readme_sweep_example_is_valid(tmp_path):
     text = (REPO / "README.md").read_text()
     block = re.search(r"### Sweeps and reports.*?```toml\n(.*?)```", text, re.S).group(1)
     (tmp_path / "example.toml").write_text(block)
-    spec = sweep.load(str(tmp_path / "example.toml"))
-    assert [p.name for p in sweep.expand(spec)][0] == "phi=3.6,seed=0"
-    assert spec.grid == sweep.load("phi-cpu").grid
+    spec = sweep_file.load(str(tmp_path / "example.toml"))
+    assert [p.name for p in sweep_file.expand(spec)][0] == "phi=3.6,seed=0"
+    assert spec.grid == sweep_file.load("phi-cpu").grid
 
 
 def test_threads_never_oversubscribe_the_cores():
     cores = sweep.available_cores()
-    assert sweep.threads_per_job("local", 1, sweep.Resources()) == cores
-    assert sweep.threads_per_job("local", 2, sweep.Resources()) == max(1, cores // 2)
-    assert sweep.threads_per_job("local", 4 * cores, sweep.Resources()) == 1
-    assert sweep.threads_per_job("ray", 8, sweep.Resources(cpus=3.5)) == 3
+    assert sweep.threads_per_job("local", 1, sweep_file.Resources()) == cores
+    assert sweep.threads_per_job("local", 2, sweep_file.Resources()) == max(1, cores // 2)
+    assert sweep.threads_per_job("local", 4 * cores, sweep_file.Resources()) == 1
+    assert sweep.threads_per_job("ray", 8, sweep_file.Resources(cpus=3.5)) == 3
 
 
 # --- running: idempotent, resumable ---------------------------------------------------------------------------
