@@ -275,9 +275,8 @@ class Trainer:
     def _postfix(self, row: dict) -> str:
         roles = self.data.roles
         parts = [f"loss {row['train/loss']:.3f}" if "train/loss" in row else "loss -"]
-        for role in ("train", "test_id", "test_ood"):
-            if role in roles:
-                parts.append(f"{role} {row[f'{roles[role]}/acc']:.2f}")
+        shown = dict.fromkeys(roles[role] for role in ("train", "test_id", "test_ood") if role in roles)
+        parts += [f"{probe} {row[f'{probe}/acc']:.2f}" for probe in shown]  # probe names, as in metrics.jsonl
         return " ".join(parts)
 
     def write_summary(self, rows: list[dict]) -> dict:

@@ -39,6 +39,8 @@ def test_smoke_loss_falls_and_run_files_exist(tiny_config, tmp_path):
     assert summary["final_step"] == 60 and set(summary["final"]) >= {"test_inferred_id", "train_inferred"}
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["torch"] == torch.__version__ and meta["device"] == "cpu"
+    postfix = trainer._postfix(rows[-1])  # the progress bar names probes as metrics.jsonl does, not roles
+    assert "train_inferred" in postfix and "test_inferred_ood" in postfix and "test_id" not in postfix
 
 
 def test_same_seed_same_run(tiny_config, tmp_path):
