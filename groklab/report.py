@@ -213,7 +213,9 @@ def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps:
     cells = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
     parts.append(f"<h2>Summary</h2><table><tr>{cells}</tr>{body}</table><p class=meta>fit: train probe ≥ "
-                 "train.fit_threshold; grok: test_id probe ≥ train.grok_threshold; delay = grok − fit.</p>")
+                 "train.fit_threshold; grok: the grok probe ≥ train.grok_threshold (test_id; for sequence tasks "
+                 "the generalisation split gen, and their test_id / test_ood columns are test / gen); "
+                 "delay = grok − fit.</p>")
     if figures:
         parts.append("<h2>Grokking against the swept variables</h2>")
         parts += [f"<figure>{img(png, title)}<figcaption>{e(title)}</figcaption></figure>" for title, png in figures]

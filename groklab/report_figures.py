@@ -188,6 +188,11 @@ def finish_axis(ax: Any, title: str, key: str, numeric: bool, order: list[Any]) 
         ax.set_xscale("log")
     if not numeric:
         ax.set_xticks(range(len(order)), [format_value(v) for v in order])
+    elif len(order) <= 12:  # a tick at each swept value (not 2.25, 2.5 … between 2 and 4 layers)
+        from matplotlib.ticker import NullLocator
+
+        ax.set_xticks(order, [format_value(v) for v in order])
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_ymargin(0.2)
     ax.set(title=title, xlabel=key)
     ax.grid(alpha=0.3)

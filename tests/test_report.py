@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -165,3 +167,25 @@ def test_tree_projection_figure_only_for_analysed_runs(sweep_dir, tmp_path):
     assert png is not None and png.read_bytes().startswith(PNG_MAGIC)
     assert main(["report", str(sweep_dir)]) == 0
     assert (sweep_dir / "report" / "tree-projection-vs-data.phi.png").is_file()
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in BROWSERS), reason="no headless Chromium on this machine")
+def test_report_renders_in_a_headless_browser(sweep_dir, tmp_path):
+    """The page as a browser draws it: the table at the top and the embedded figures below are painted."""
+    from matplotlib.image import imread
+
+    assert main(["report", str(sweep_dir)]) == 0
+    browser = next(shutil.which(b) for b in BROWSERS if shutil.which(b))
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1400,3000", f"--screenshot={shot}", (sweep_dir / "report" / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (3000, 1400)
+    ink = (pixels < 0.9).any(-1)  # not white
+    colour = pixels.max(-1) - pixels.min(-1) > 0.2  # the figures' coloured curves, not only black text
+    assert ink[:400].mean() > 0.01  # title, sweep line and table
+    assert colour[400:].mean() > 0.002  # figures decoded and drawn below the table
