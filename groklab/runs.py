@@ -82,7 +82,8 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def meta(device: torch.device, data_source: dict) -> dict:
+def meta(device: torch.device, data_source: dict, threads: int) -> dict:
+    """Where and with what the run was made; `threads` is what the trainer will set, not the current count."""
     return {
         "groklab": groklab.__version__,
         "git_sha": git_sha(),
@@ -91,7 +92,7 @@ def meta(device: torch.device, data_source: dict) -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": str(device),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "data_source": data_source,
     }
 

@@ -123,6 +123,10 @@ def schedules(cfg: config.TrainConfig) -> tuple[set[int], set[int]]:
     return set(evals), ckpts
 
 
+def cpu_threads(tcfg: config.TrainConfig) -> int:
+    return tcfg.threads or os.cpu_count() or 1
+
+
 class Trainer:
     """One run: builds everything from the config, then `run()` trains to the end (or to grokking)."""
 
@@ -135,7 +139,7 @@ class Trainer:
             )
         self._lock = runs.lock(run_dir)
         tcfg = cfg.train
-        torch.set_num_threads(tcfg.threads or os.cpu_count() or 1)
+        torch.set_num_threads(cpu_threads(tcfg))
         self.device = pick_device(tcfg.device)
         torch.manual_seed(tcfg.seed)
         self.model = Transformer(cfg.model, len(data.vocab), data.n_ctx).to(self.device)
@@ -302,7 +306,7 @@ def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, pro
     # config and meta first: from here on the folder is resumable, whenever the process dies
     runs.write_json(run_dir / "config.json", cfg.to_dict())
     source = {"generated": cfg.data.task} if not data_dir else {"dir": str(Path(data_dir).resolve())}
-    runs.write_json(run_dir / "meta.json", runs.meta(pick_device(cfg.train.device), source))
+    runs.write_json(run_dir / "meta.json", runs.meta(pick_device(cfg.train.device), source, cpu_threads(cfg.train)))
     return Trainer(cfg, run_dir, data, progress)
 
 

@@ -43,6 +43,16 @@ def test_smoke_loss_falls_and_run_files_exist(tiny_config, tmp_path):
     assert "train_inferred" in postfix and "test_inferred_ood" in postfix and "test_id" not in postfix
 
 
+def test_meta_records_the_threads_the_run_uses(tiny_config, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train.start(tiny_config("train.threads=1"), tmp_path / "run", progress=False)
+        assert json.loads((tmp_path / "run" / "meta.json").read_text())["threads"] == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_same_seed_same_run(tiny_config, tmp_path):
     for name in ("a", "b"):
         train.start(tiny_config("train.steps=20"), tmp_path / name, progress=False).run()
