@@ -146,14 +146,23 @@ def format_summary(summary: dict) -> str:
     def show(v: object) -> str:
         return "never" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.2f}"
 
+    fitted = ", ".join(summary.get("fit_probes", [])) or "train"
+    grok_probe = summary.get("grok_probe", "test_id")
     lines = [
-        f"{'fit step (train >= threshold)':34s} {show(summary['fit_step'])}",
-        f"{'grok step (test_id >= threshold)':34s} {show(summary['grok_step'])}",
+        f"{'fit step (all of ' + fitted + ' >= threshold)':34s} {show(summary['fit_step'])}",
+        f"{'grok step (' + grok_probe + ' >= threshold)':34s} {show(summary['grok_step'])}",
         f"{'grok / fit':34s} {show(summary['grok_over_fit'])}",
         f"{'train reaches grok level at step':34s} {show(summary['train_reaches_grok_level_step'])}",
         f"{'final step':34s} {show(summary['final_step'])}   ({summary['elapsed_s']:.0f}s)",
     ]
-    lines += [f"{'final accuracy ' + name:34s} {acc:.3f}" for name, acc in summary["final"].items()]
+    baseline = summary.get("no_information", {})
+    for name, acc in summary["final"].items():
+        prior = f"   (no-information {baseline[name]:.3f})" if name in baseline and "inferred" in name else ""
+        lines.append(f"{'final accuracy ' + name:34s} {acc:.3f}{prior}")
+    groups = summary.get("final_groups", {})
+    for probe in dict.fromkeys(k.split("/")[0] for k in groups):
+        parts = [f"{k.split('/acc_')[1]} {v:.2f}" for k, v in groups.items() if k.startswith(probe + "/")]
+        lines.append(f"{'  ' + probe + ' by group':34s} {'  '.join(parts)}")
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 One generic function, `run_with_hooks`; caching and patching are thin variants of it. Hook names follow
 TransformerLens (`blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_post`, ...), indexed by depth.
-SPEC §6 notation: S[i, pos] = residual stream after i blocks = `blocks.{i-1}.hook_resid_post` (i >= 1),
+science.md §6 notation: S[i, pos] = residual stream after i blocks = `blocks.{i-1}.hook_resid_post` (i >= 1),
 `blocks.0.hook_resid_pre` for i = 0 (the embeddings).
 """
 

@@ -114,7 +114,8 @@ def answer_scores(logits: Tensor, chunk: DeviceSplit) -> dict[str, Tensor]:
 
 class ProbeEvaluator:
     """Evaluates all probes at once: they are concatenated into one tensor, run in large chunks, and
-    reduced per probe on the device, with a single host transfer at the end."""
+    reduced per probe on the device, with a single host transfer at the end. Probes with row groups (the task's
+    breakdowns, e.g. comparison's labels and value gaps) also get `<probe>/acc_<group>`."""
 
     def __init__(self, data: TaskData, n_ctx: int, device: torch.device, batch_size: int) -> None:
         self.names = list(data.probes)
@@ -124,6 +125,23 @@ class ProbeEvaluator:
         sizes = torch.tensor([len(p) for p in parts])
         self.probe_of_row = torch.repeat_interleave(torch.arange(len(parts)), sizes).to(device)
         self.batch_size = batch_size
+        self.group_keys, self.group_rows, self.group_of_row = self._groups(data, sizes, device)
+
+    def _groups(self, data: TaskData, sizes: Tensor, device: torch.device) -> tuple[list[str], Tensor, Tensor]:
+        """Metric keys of the breakdown groups, and (row in `all`, group number) pairs for one index_add."""
+        offsets = dict(zip(self.names, (torch.cumsum(sizes, 0) - sizes).tolist(), strict=True))
+        keys, rows, group = [], [], []
+        from groklab.tasks import probe_breakdowns  # the task registry imports every task: only when needed
+
+        for probe, groups in probe_breakdowns(data).items():
+            for name, mask in groups.items():
+                members = torch.from_numpy(mask.nonzero()[0]) + offsets[probe]
+                rows.append(members)
+                group.append(torch.full_like(members, len(keys)))
+                keys.append(f"{probe}/acc_{name}")
+        empty = torch.zeros(0, dtype=torch.long)
+        cat = lambda parts: torch.cat(parts).to(device) if parts else empty.to(device)  # noqa: E731
+        return keys, cat(rows), cat(group)
 
     @torch.no_grad()
     def __call__(self, model: Transformer, autocast: torch.autocast) -> dict[str, float]:
@@ -136,7 +154,18 @@ class ProbeEvaluator:
                 logits = model(chunk.tokens) if self.sequence else model(chunk.tokens, chunk.positions)
             chunks.append((sequence_scores if self.sequence else answer_scores)(logits.float(), chunk))
         model.train(was_training)
-        return self._per_probe({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
+        scores = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+        groups = self._per_group(scores["acc"])
+        return self._per_probe(scores) | groups
+
+    def _per_group(self, acc: Tensor) -> dict[str, float]:
+        if not self.group_keys:
+            return {}
+        n = len(self.group_keys)
+        total = torch.zeros(n, dtype=torch.double, device=acc.device)
+        total.index_add_(0, self.group_of_row, acc[self.group_rows])
+        count = torch.zeros_like(total).index_add_(0, self.group_of_row, torch.ones_like(total[self.group_of_row]))
+        return dict(zip(self.group_keys, (total / count).tolist(), strict=True))
 
     def _per_probe(self, scores: dict[str, Tensor]) -> dict[str, float]:
         """Means per probe (one host transfer); `linear` is averaged over the rows where the rules differ and

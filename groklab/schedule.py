@@ -28,10 +28,30 @@ def first_step_at(rows: list[dict], key: str, threshold: float) -> int | None:
     return None
 
 
-def detect_grokking(rows: list[dict], train_key: str, test_key: str, fit: float, grok: float) -> dict:
-    """fit_step (train reaches `fit`), grok_step (test reaches `grok`), their ratio, and the delay between
-    train and test reaching the *same* level `grok` (robust when train hovers just under `fit`; SPEC §9)."""
-    fit_step = first_step_at(rows, train_key, fit)
+# Roles whose probes are training facts: a run has "fit" once every one of them is memorised (Wang et al.'s
+# models fit every atomic fact, ID and OOD, and every inferred training fact before they generalise; science.md §10).
+FIT_ROLES = ("train", "atomic_id", "atomic_ood")
+
+
+def first_step_all_at(rows: list[dict], keys: list[str], threshold: float) -> int | None:
+    """The first logged step at which every `key` is at least `threshold` together, or None."""
+    for row in rows:
+        if all(row.get(k) is not None and row[k] >= threshold for k in keys):
+            return int(row["step"])
+    return None
+
+
+def fit_probes(roles: dict[str, str]) -> list[str]:
+    """The probes that must be memorised for "fit": the train probe plus, for knowledge bases, the atomic facts."""
+    return list(dict.fromkeys(roles[r] for r in FIT_ROLES if r in roles))
+
+
+def detect_grokking(rows: list[dict], fit_keys: list[str], test_key: str, fit: float, grok: float) -> dict:
+    """fit_step (every training probe in `fit_keys` reaches `fit` at one evaluation; the first key is the
+    train probe), grok_step (test reaches `grok`), their ratio, and the delay between the train probe and test
+    reaching the *same* level `grok` (robust when train hovers just under `fit`; science.md §9)."""
+    train_key = fit_keys[0]
+    fit_step = first_step_all_at(rows, fit_keys, fit)
     grok_step = first_step_at(rows, test_key, grok)
     train_at_grok_level = first_step_at(rows, train_key, grok)
     return {
@@ -50,13 +70,21 @@ def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) 
     as logged), the probe roles and the last evaluation's accuracies. One function for the trainer's summary
     and for reports on runs still training."""
     # structural grokking is generalisation to the "gen" split: such tasks name it as the optional "grok" role
+    # comparison's grok signal is its OOD test (the ID test is nearly reachable by a ranking shortcut)
     grok_probe = roles.get("grok", roles["test_id"])
-    found = detect_grokking(rows, f"{roles['train']}/acc", f"{grok_probe}/acc", fit, grok)
+    memorised = fit_probes(roles)
+    found = detect_grokking(rows, [f"{p}/acc" for p in memorised], f"{grok_probe}/acc", fit, grok)
     epoch = {r["step"]: r.get("epoch") for r in rows}
     last = rows[-1] if rows else {}
     return found | {
         "fit_epoch": epoch.get(found["fit_step"]),
         "grok_epoch": epoch.get(found["grok_step"]),
+        "fit_probes": memorised,
+        "grok_probe": grok_probe,
+        # when each training probe first reached the fit level on its own (which one was last to be memorised)
+        "fit_step_of": {p: first_step_at(rows, f"{p}/acc", fit) for p in memorised},
         "roles": roles,
         "final": {k.removesuffix("/acc"): v for k, v in last.items() if k.endswith("/acc")},
+        # breakdowns (comparison: per label, per value gap), as `probe/acc_group` -> accuracy
+        "final_groups": {k: v for k, v in last.items() if "/acc_" in k},
     }

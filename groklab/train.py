@@ -25,6 +25,7 @@ from groklab.metrics import DeviceSplit, ProbeEvaluator, training_loss
 from groklab.model import Transformer
 from groklab.optim import lr_factor, make_filter, make_optimizer
 from groklab.schedule import log_spaced_steps, summarize
+from groklab.tasks import no_information
 from groklab.tasks.dataset import TaskData
 
 TRAINER_PREFIX = "train"  # metrics.jsonl keys the trainer writes itself: train/loss, train/grad_norm_max
@@ -274,7 +275,7 @@ class Trainer:
 
     def _done(self, rows: list[dict]) -> bool:
         found = self.grokked(rows)
-        return found["grok_step"] is not None and found["train_reaches_grok_level_step"] is not None
+        return found["grok_step"] is not None and found["fit_step"] is not None
 
     def _postfix(self, row: dict) -> str:
         roles = self.data.roles
@@ -285,6 +286,7 @@ class Trainer:
 
     def write_summary(self, rows: list[dict]) -> dict:
         summary = self.grokked(rows) | {
+            "no_information": no_information(self.data),
             "final_step": self.step,
             "steps_per_epoch": self.batches.steps_per_epoch,
             "elapsed_s": round(self.elapsed, 3),

@@ -92,9 +92,10 @@ def test_comparison_perturbations_flip_the_label():
     data = generate(cfg.data)
     split = data.probes["train_inferred"]
     value = atomic_table(data.train, "entity", "attribute", "value", len(data.vocab))
+    assert data.vocab.tokens[split.tokens[0, 1]] == "<q>"  # the paper's template: attr <q> e1 <mask> e2
     for plan in plan_perturbations(data, split, seed=1):
-        a, e1, e2 = plan.tokens.T
-        old = split.tokens[plan.rows]
+        a, e1, e2 = plan.tokens[:, [0, 2, 4]].T
+        old = split.tokens[plan.rows][:, [0, 2, 4]]
         old_order = np.sign(value[old[:, 1], old[:, 0]] - value[old[:, 2], old[:, 0]])
         new_order = np.sign(value[e1, a] - value[e2, a])
         assert ((a != old[:, 0]) | (new_order != old_order)).all(), plan.name

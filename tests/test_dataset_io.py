@@ -106,7 +106,8 @@ def test_loads_a_folder_written_like_the_paper_notebooks(tmp_path):
     (tmp_path / "vocab.json").write_text(json.dumps(["<e_0>", "<e_1>", "<e_2>", "<r_0>", "<r_1>", "<mask>", "</a>"]))
     data = load_dataset(tmp_path)
     tok = data.vocab.index()
-    assert data.task == "composition" and data.roles == {"train": "train_inferred", "test_id": "test_inferred_id"}
+    assert data.task == "composition"
+    assert data.roles == {"train": "train_inferred", "test_id": "test_inferred_id", "atomic_ood": "ood_atomic"}
     assert list(data.train.kinds) == ["atomic"] * 3 + ["inferred"]
     assert data.train.fields["bridge"].tolist() == [-1, -1, -1, tok["<e_1>"]]
     assert data.probes["test_inferred_id"].fields["bridge"].tolist() == [tok["<e_2>"]]

@@ -153,10 +153,26 @@ def test_detect_grokking():
         {"step": s, "tr": a, "te": b}
         for s, a, b in [(0, 0, 0), (10, 0.96, 0.1), (20, 0.995, 0.2), (40, 1.0, 0.97)]
     ]
-    found = detect_grokking(rows, "tr", "te", fit=0.99, grok=0.95)
+    found = detect_grokking(rows, ["tr"], "te", fit=0.99, grok=0.95)
     assert found["fit_step"] == 20 and found["grok_step"] == 40 and found["grok_over_fit"] == 2.0
     assert found["train_reaches_grok_level_step"] == 10 and found["delay_steps"] == 30
-    assert detect_grokking(rows[:2], "tr", "te", 0.99, 0.95)["grok_step"] is None
+    assert detect_grokking(rows[:2], ["tr"], "te", 0.99, 0.95)["grok_step"] is None
+
+
+def test_fit_needs_every_training_probe_memorised_at_once():
+    """A knowledge-base run has fit only when train_inferred, id_atomic and ood_atomic are all >= the threshold
+    at the same evaluation: a model that forgot its OOD atomic facts has not fit (science.md §10)."""
+    from groklab.schedule import summarize
+
+    roles = {"train": "tr", "test_id": "te", "atomic_id": "aid", "atomic_ood": "aood"}
+    table = [(0, 0, 0, 0, 0), (10, 0.995, 0.99, 0.80, 0.5), (20, 1.0, 1.0, 0.999, 0.6), (30, 1.0, 1.0, 0.97, 0.97)]
+    rows = [{"step": s, "tr/acc": a, "aid/acc": b, "aood/acc": c, "te/acc": d} for s, a, b, c, d in table]
+    found = summarize(rows, roles, fit=0.99, grok=0.95)
+    assert found["fit_probes"] == ["tr", "aid", "aood"] and found["fit_step"] == 20 and found["grok_step"] == 30
+    assert found["fit_step_of"] == {"tr": 10, "aid": 10, "aood": 20}
+    assert summarize(rows, {"train": "tr", "test_id": "te"}, fit=0.99, grok=0.95)["fit_step"] == 10
+    # comparison names its OOD test as the grok probe
+    assert summarize(rows, roles | {"grok": "aood"}, fit=0.99, grok=0.95)["grok_step"] == 20
 
 
 def test_adam_with_l2_on_every_parameter_or_adamw_with_paper_groups():

@@ -130,7 +130,7 @@ def test_ray_missing_names_the_extra(tmp_path, capsys, monkeypatch):
 
 
 def test_presets_resolve_and_expand():
-    """Every shipped sweep builds valid configs; the φ sweeps use the paper's φ values (SPEC §1)."""
+    """Every shipped sweep builds valid configs; the φ sweeps use the paper's φ values (science.md §1)."""
     assert (REPO / "sweeps").resolve() == sweep_file.SWEEP_DIR.resolve()
     names = sorted(p.stem for p in sweep_file.SWEEP_DIR.glob("*.toml"))
     for kind in ("phi", "entities", "depth", "weight-decay", "sharing", "comparison"):

@@ -1,4 +1,4 @@
-"""The data design's invariants (SPEC §1-3, §7): exact split sizes, disjoint splits, no OOD fact as a hop of a
+"""The data design's invariants (science.md §1-3, §7): exact split sizes, disjoint splits, no OOD fact as a hop of a
 training inferred fact, answers that follow from the atomic facts, derivable-but-hard complex test queries,
 correct operation tables, and determinism. Small knowledge bases (|E| = 100) keep the file fast."""
 
@@ -48,7 +48,8 @@ def number(data, token_id: int) -> int:
 def test_splits_are_well_formed(small, task):
     data = small[task]
     assert data.vocab.tokens[0] == PAD and data.task == task
-    assert set(data.roles) <= {"train", "test_id", "test_ood"} and set(data.roles.values()) <= set(data.probes)
+    assert set(data.roles) <= {"train", "test_id", "test_ood", "grok", "atomic_id", "atomic_ood"}
+    assert set(data.roles.values()) <= set(data.probes)
     for split in [data.train, *data.probes.values()]:
         n, width = split.tokens.shape
         assert width == data.n_ctx and split.kinds.shape == (n,)
@@ -96,7 +97,7 @@ def test_impossible_settings_are_user_errors(cfg, needle):
         cfg.validate()
 
 
-# ---- composition (SPEC §1) ------------------------------------------------------------------------------
+# ---- composition (science.md §1) ------------------------------------------------------------------------
 
 
 def test_composition_sizes_follow_the_formulas(small):
@@ -112,7 +113,7 @@ def test_composition_sizes_follow_the_formulas(small):
 
 
 def test_composition_paper_size_counts():
-    """SPEC §1: |E|=2000, |R|=200 → 40,000 atomic facts; φ=7.2 → 273,600 inferred facts in training."""
+    """science.md §1: |E|=2000, |R|=200 → 40,000 atomic facts; φ=7.2 → 273,600 inferred facts in training."""
     data = generate(CompositionConfig())
     assert data.info["n_atomic"] == 40_000 and data.info["n_atomic_id"] == 38_000
     assert data.info["n_train_inferred"] == 273_600 and len(data.train) == 313_600
@@ -157,7 +158,7 @@ def test_composition_splits_are_disjoint_and_respect_ood(small):
     assert rows(data.probes["train_inferred"], "head", "r1", "r2") <= train
 
 
-# ---- comparison (SPEC §2) -------------------------------------------------------------------------------
+# ---- comparison (science.md §2) -------------------------------------------------------------------------
 
 
 def ood_entities(data) -> dict[int, set[int]]:
@@ -197,7 +198,7 @@ def test_comparison_sizes_labels_and_disjointness(small):
     assert not pairs(of_kind(data.train, "inferred")) & pairs(data.probes["test_inferred_id"])  # no flipped leak
 
 
-# ---- complex reasoning (SPEC §3) ------------------------------------------------------------------------
+# ---- complex reasoning (science.md §3) ------------------------------------------------------------------
 
 
 def closure(adj: np.ndarray) -> np.ndarray:
@@ -251,7 +252,7 @@ def test_complex_test_queries_are_derivable_but_not_from_comparisons_alone(small
 
 @pytest.mark.slow
 def test_comparison_and_complex_paper_size_counts():
-    """SPEC §2-3: 20,000 atomic facts; complex training 18K + 3% of ID–ID (437K) + 3% of ID–OOD (108K)."""
+    """science.md §2-3: 20,000 atomic facts; complex training 18K + 3% of ID–ID (437K) + 3% of ID–OOD (108K)."""
     comparison = generate(ComparisonConfig())
     assert comparison.info["n_atomic"] == 20_000 and comparison.info["n_train_inferred"] == 129_600
     complex_ = generate(ComplexConfig())
@@ -259,7 +260,7 @@ def test_comparison_and_complex_paper_size_counts():
     assert abs(len(complex_.train) - 563_000) < 2_000 and len(complex_.probes["test_inferred"]) == 150
 
 
-# ---- modular arithmetic (SPEC §7-8) ---------------------------------------------------------------------
+# ---- modular arithmetic (science.md §7-8) ---------------------------------------------------------------
 
 
 EXPECTED = {

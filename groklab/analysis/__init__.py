@@ -1,1 +1,1 @@
-"""Mechanistic analysis of runs: logit lens (and, later, causal tracing) across checkpoints (SPEC §6)."""
+"""Mechanistic analysis of runs: logit lens (and, later, causal tracing) across checkpoints (science.md §6)."""

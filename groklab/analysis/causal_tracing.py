@@ -1,4 +1,4 @@
-"""Causal tracing (SPEC §6; Wang et al. 2024 App. D): which residual-stream states does the prediction
+"""Causal tracing (science.md §6; Wang et al. 2024 App. D): which residual-stream states does the prediction
 depend on?
 
 For each input position p we build a *perturbed* input: the token at p replaced by another token of the same
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from groklab.analysis.roles import PERTURBED_TOKENS
+from groklab.analysis.roles import token_positions
 from groklab.errors import UserError
 from groklab.hooks import resid_name, run_with_cache, run_with_hooks, run_with_patches
 from groklab.model import Transformer
@@ -108,8 +108,9 @@ def plan_perturbations(data: TaskData, split: Split, seed: int = 0) -> list[Pert
         raise UserError("causal tracing needs inferred facts: choose a *_inferred* split (default train_inferred)")
     rng = np.random.default_rng(seed)
     plans = []
+    at = token_positions(data.task, split)
     for name, allowed in CANDIDATES[data.task](data, split).items():
-        position = PERTURBED_TOKENS[data.task][name]
+        position = at[name]
         rows, choice = pick(rng, allowed)
         tokens = split.tokens[rows].copy()
         tokens[:, position] = choice

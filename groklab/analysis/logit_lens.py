@@ -1,5 +1,5 @@
 """Logit lens: decode every layer's residual stream with the final LayerNorm and unembedding, and measure
-the rank and reciprocal rank of a role's token (SPEC §6). Works for any depth and with shared blocks,
+the rank and reciprocal rank of a role's token (science.md §6). Works for any depth and with shared blocks,
 because states are read by depth through hook names."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from groklab.analysis.roles import ANSWER_POSITION, TARGETS
+from groklab.analysis.roles import ANSWER_POSITION, TARGETS, targets
 from groklab.errors import UserError
 from groklab.hooks import resid_name, run_with_cache
 from groklab.model import Transformer
@@ -38,7 +38,7 @@ def logit_lens(model: Transformer, split: Split, task: str, device: torch.device
     names = [resid_name(i) for i in range(model.cfg.n_layers + 1)]
     _, cache = run_with_cache(model, tokens, names)
     out = {}
-    for role, (field, position) in TARGETS[task].items():
+    for role, (field, position) in targets(task, split).items():
         wanted = np.asarray(split.fields[field])
         keep = torch.as_tensor(wanted >= 0, device=device)  # rows where the role exists
         if not bool(keep.any()):

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from groklab.errors import UserError
 from groklab.tasks import comparison, complex, composition, dyck, modular, structural
-from groklab.tasks.dataset import TaskData
+from groklab.tasks.dataset import Split, TaskData
 
 
 @dataclass(frozen=True)
@@ -20,12 +22,22 @@ class TaskSpec:
     config: type
     generate: Callable[[Any], TaskData]
     sequence: bool = False  # one language-model sequence per example (targets at every position)
+    # row groups of a probe whose accuracies are logged too, as `<probe>/acc_<group>` (comparison: per label and
+    # per value gap, which tell value retrieval from a ranking shortcut)
+    breakdowns: Callable[[Split], dict[str, np.ndarray]] | None = None
+    # the answer's class per row when classes are spelled with several tokens (comparison's per-attribute
+    # labels): the no-information baseline is the majority class. None: the answer token is the class.
+    answer_classes: Callable[[Split], np.ndarray | None] | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
     "composition": TaskSpec(composition.CompositionConfig, composition.generate),
-    "comparison": TaskSpec(comparison.ComparisonConfig, comparison.generate),
-    "complex": TaskSpec(complex.ComplexConfig, complex.generate),
+    "comparison": TaskSpec(
+        comparison.ComparisonConfig, comparison.generate, False, comparison.breakdowns, comparison.answer_classes
+    ),
+    "complex": TaskSpec(
+        complex.ComplexConfig, complex.generate, False, comparison.breakdowns, comparison.answer_classes
+    ),
     "modular": TaskSpec(modular.ModularConfig, modular.generate),
     # structural grokking (Murty et al. 2023): sequence tasks, one LM sequence per example
     "question-formation": TaskSpec(structural.QuestionFormationConfig, structural.generate, sequence=True),
@@ -45,6 +57,32 @@ def generate(cfg: Any) -> TaskData:
         raise UserError(f"data.task={cfg.task!r} needs a {spec.config.__name__}, got {type(cfg).__name__}")
     cfg.validate()
     return without_empty_probes(spec.generate(cfg))
+
+
+def probe_breakdowns(data: TaskData) -> dict[str, dict[str, np.ndarray]]:
+    """Per probe, its non-empty row groups (see TaskSpec.breakdowns); probes without groups are left out."""
+    spec = TASKS.get(data.task)
+    if spec is None or spec.breakdowns is None:
+        return {}
+    out = {}
+    for name, split in data.probes.items():
+        groups = {g: mask for g, mask in spec.breakdowns(split).items() if mask.any()}
+        if groups:
+            out[name] = groups
+    return out
+
+
+def no_information(data: TaskData) -> dict[str, float]:
+    """Per probe, the accuracy of always answering the probe's most frequent answer class (the label prior): the
+    level an accuracy must be read against. Comparison's OOD test sits near 0.47 (ties are ~5%), not 1/3."""
+    spec = TASKS.get(data.task)
+    out = {}
+    for name, split in data.probes.items():
+        classes = spec.answer_classes(split) if spec is not None and spec.answer_classes else None
+        classes = split.answers if classes is None else classes
+        if len(classes):
+            out[name] = float(np.unique(classes, return_counts=True)[1].max() / len(classes))
+    return out
 
 
 def without_empty_probes(data: TaskData) -> TaskData:

@@ -1,8 +1,10 @@
-"""Comparison over an attribute knowledge base (Wang et al. 2024 §4; SPEC §2).
+"""Comparison over an attribute knowledge base (Wang et al. 2024 §4; science.md §2).
 
-Atomic facts `e attr -> value`; inferred facts `attr e1 e2 -> label`, label in {<, =, >} spelled with three
-tokens per attribute. Each attribute has its own 90/10 ID/OOD entity partition; ID–ID pairs feed training
-(and `test_inferred_id`), OOD–OOD pairs are `test_inferred_ood`; pairs mixing the two are dropped.
+Atomic facts `e attr -> value`; inferred facts `attr <q> e1 <mask> e2 -> label` (the authors' notebook
+template, `data.template="paper"`, e1 and e2 at positions 2 and 4) or `attr e1 e2 -> label` (`"short"`),
+label in {<, =, >} spelled with three tokens per attribute. Each attribute has its own 90/10 ID/OOD entity
+partition; ID–ID pairs feed training (and `test_inferred_id`), OOD–OOD pairs are `test_inferred_ood`; pairs
+mixing the two are dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ from groklab.tasks.knowledge import (
 )
 from groklab.tasks.vocab import Layout, attribute_tokens, build_layout, entity_tokens, label_tokens, value_tokens
 
-ROLES = {"train": "train_inferred", "test_id": "test_inferred_id", "test_ood": "test_inferred_ood"}
+# The grok signal is the OOD test: a ranking fitted to the training comparisons alone reaches ~0.9-0.95 on the
+# ID test without any atomic fact, so only OOD accuracy shows that values are retrieved and compared (science.md §10).
+ROLES = {
+    "train": "train_inferred",
+    "test_id": "test_inferred_id",
+    "test_ood": "test_inferred_ood",
+    "grok": "test_inferred_ood",
+    "atomic_id": "id_atomic",
+    "atomic_ood": "ood_atomic",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class ComparisonConfig:
     test_id_fraction: float = 0.1  # share of ID–ID entity pairs held out as test_inferred_id
     phi: float = 7.2  # φ: inferred/atomic-ID ratio, Wang et al. §4
     probe_size: int = 3000  # max examples sampled per probe split (0 = all)
+    # paper: `attr <q> e1 <mask> e2` as the authors' notebook (5 input tokens); short: `attr e1 e2` (3 tokens).
+    # Same information; the computation and the positions causal tracing reads differ.
+    template: str = "paper"
 
     @property
     def n_ood(self) -> int:
@@ -95,35 +109,56 @@ def validate_kb(cfg: KBConfig, task: str) -> None:
     for name in ("ood_fraction", "test_id_fraction"):
         if not 0 <= getattr(cfg, name) < 1:
             raise UserError(f"data.{name}={getattr(cfg, name)} must be in [0, 1)")
+    if getattr(cfg, "template", "short") not in TEMPLATE_POSITIONS:
+        raise UserError(f"data.template={cfg.template!r} is not one of {', '.join(TEMPLATE_POSITIONS)}")
     if cfg.n_entities - cfg.n_ood < 2:
         raise UserError(f"data.ood_fraction={cfg.ood_fraction} leaves fewer than 2 ID entities; lower it")
     if cfg.probe_size < 0:
         raise UserError(f"data.probe_size={cfg.probe_size} must be >= 0 (0 = whole splits)")
 
 
+# Input position of each token of an inferred fact, per template (read by causal tracing and the logit lens).
+TEMPLATE_POSITIONS = {
+    "paper": {"attribute": 0, "e1": 2, "e2": 4},
+    "short": {"attribute": 0, "e1": 1, "e2": 2},
+}
+SEPARATORS = ("<q>", "<mask>")  # the paper template's query and separator tokens
+
+
 def kb_layout(cfg: KBConfig) -> Layout:
-    return build_layout(
-        {
-            "entity": entity_tokens(cfg.n_entities),
-            "attribute": attribute_tokens(cfg.n_attributes),
-            "value": value_tokens(cfg.n_values),
-            "label": label_tokens(cfg.n_attributes),
-        }
-    )
+    groups = {
+        "entity": entity_tokens(cfg.n_entities),
+        "attribute": attribute_tokens(cfg.n_attributes),
+        "value": value_tokens(cfg.n_values),
+        "label": label_tokens(cfg.n_attributes),
+    }
+    if getattr(cfg, "template", "short") == "paper":
+        groups["separator"] = list(SEPARATORS)
+    return build_layout(groups)
 
 
-def atomic_split(layout: Layout, kb: AttributeKB, idx: np.ndarray) -> Split:
-    """Atomic facts by number a·|E| + e (the order of `kb.ood.ravel()`): `e attr -> value`."""
+def template_of(split: Split) -> str:
+    """Which template a split's inferred facts use, read from their input length (5 tokens: paper)."""
+    inferred = split.lengths[split.kinds == "inferred"] if split.kinds is not None else split.lengths
+    return "paper" if len(inferred) and int(inferred.max()) == 5 else "short"
+
+
+def atomic_split(layout: Layout, kb: AttributeKB, idx: np.ndarray, width: int = 3) -> Split:
+    """Atomic facts by number a·|E| + e (the order of `kb.ood.ravel()`): `e attr -> value`, padded to `width`
+    input columns (the inferred facts' width, so every split of a dataset has one shape)."""
     attr, entity = np.divmod(idx, kb.n_entities)
     e, a = layout.ids("entity", entity), layout.ids("attribute", attr)
     v = layout.ids("value", kb.values[entity, attr])
     none = np.full(len(idx), ABSENT)
     fields = {"attribute": a, "entity": e, "value": v, "e1": none, "e2": none, "v1": none, "v2": none, "answer": v}
-    return make_split(np.stack([e, a, none], axis=1), v, fields, "atomic")
+    return make_split(np.stack([e, a] + [none] * (width - 2), axis=1), v, fields, "atomic")
 
 
-def comparison_split(layout: Layout, kb: AttributeKB, ordered: tuple[np.ndarray, ...]) -> Split:
-    """Inferred facts `attr e1 e2 -> label` for ordered pairs (attr, e1, e2)."""
+def comparison_split(
+    layout: Layout, kb: AttributeKB, ordered: tuple[np.ndarray, ...], template: str = "short"
+) -> Split:
+    """Inferred facts `attr <q> e1 <mask> e2 -> label` (paper) or `attr e1 e2 -> label` (short) for ordered
+    pairs (attr, e1, e2)."""
     attr, e1, e2 = ordered
     v1, v2 = kb.values[e1, attr], kb.values[e2, attr]
     label = layout.ids("label", 3 * attr.astype(np.int64) + compare(v1, v2))
@@ -140,16 +175,50 @@ def comparison_split(layout: Layout, kb: AttributeKB, ordered: tuple[np.ndarray,
         "value": none,
         "answer": label,
     }
-    return make_split(np.stack([a, t1, t2], axis=1), label, fields, "inferred")
+    if template == "paper":
+        q, mask = (np.full(len(attr), layout.ids("separator", i)) for i in range(2))
+        inputs = np.stack([a, q, t1, mask, t2], axis=1)
+    else:
+        inputs = np.stack([a, t1, t2], axis=1)
+    return make_split(inputs, label, fields, "inferred")
 
 
-def ordered_probe(rng: np.random.Generator, layout: Layout, kb: AttributeKB, pairs: Pairs, size: int) -> Split:
+def breakdowns(split: Split) -> dict[str, np.ndarray]:
+    """Row groups of a comparison probe whose accuracies show the mechanism (science.md §10): per label (lt, eq, gt)
+    and per value gap |v1 - v2| (0, 1, 2-3, 4-7, 8+). A model that compares retrieved values is flat across
+    gaps and gets ties right; a ranking shortcut rises with the gap and gets ties ~0.3. Atomic rows: none."""
+    v1, v2 = split.fields.get("v1"), split.fields.get("v2")
+    if v1 is None or v2 is None:
+        return {}
+    inferred = (v1 >= 0) & (v2 >= 0)  # value token ids increase with the value
+    if not inferred.any():
+        return {}
+    label, gap = compare(v1, v2), np.abs(v1 - v2)
+    groups = {"lt": label == 0, "eq": label == 1, "gt": label == 2}
+    groups |= {"gap0": gap == 0, "gap1": gap == 1, "gap2-3": (gap >= 2) & (gap <= 3)}
+    groups |= {"gap4-7": (gap >= 4) & (gap <= 7), "gap8+": gap >= 8}
+    return {name: mask & inferred for name, mask in groups.items()}
+
+
+def answer_classes(split: Split) -> np.ndarray | None:
+    """The label class (0 <, 1 =, 2 >) of each inferred row: labels are spelled per attribute, so the
+    no-information baseline is the majority class, not the most frequent label token."""
+    v1, v2 = split.fields.get("v1"), split.fields.get("v2")
+    if v1 is None or v2 is None or not ((v1 >= 0) & (v2 >= 0)).all():
+        return None
+    return compare(v1, v2)
+
+
+def ordered_probe(
+    rng: np.random.Generator, layout: Layout, kb: AttributeKB, pairs: Pairs, size: int, template: str = "short"
+) -> Split:
     """At most `size` ordered pairs (both orientations of every unordered pair are candidates)."""
-    return comparison_split(layout, kb, pairs.ordered(choose_at_most(rng, np.arange(2 * len(pairs)), size)))
+    picked = pairs.ordered(choose_at_most(rng, np.arange(2 * len(pairs)), size))
+    return comparison_split(layout, kb, picked, template)
 
 
 def generate(cfg: ComparisonConfig) -> TaskData:
-    """The comparison dataset of SPEC §2, a pure function of `cfg` (same config → identical arrays)."""
+    """The comparison dataset of science.md §2, a pure function of `cfg` (same config → identical arrays)."""
     rng = np.random.default_rng(cfg.seed)
     layout = kb_layout(cfg)
     kb = build_attribute_kb(rng, cfg.n_entities, cfg.n_attributes, cfg.n_values, cfg.n_ood)
@@ -160,15 +229,16 @@ def generate(cfg: ComparisonConfig) -> TaskData:
 
     n_pool = 2 * len(pool)
     pick = take_from_pool(rng, n_pool, round(cfg.phi * cfg.n_atomic_id), "comparison", n_pool / cfg.n_atomic_id)
-    train_inferred = comparison_split(layout, kb, pool.ordered(pick))
-    atomic = atomic_split(layout, kb, np.arange(kb.ood.size))
+    train_inferred = comparison_split(layout, kb, pool.ordered(pick), cfg.template)
+    width = max(TEMPLATE_POSITIONS[cfg.template].values()) + 1
+    atomic = atomic_split(layout, kb, np.arange(kb.ood.size), width)
     ood = kb.ood.ravel()
     probes = {
         "id_atomic": atomic.take(choose_at_most(rng, np.flatnonzero(~ood), cfg.probe_size)),
         "ood_atomic": atomic.take(choose_at_most(rng, np.flatnonzero(ood), cfg.probe_size)),
         "train_inferred": sample_probe(rng, train_inferred, cfg.probe_size),
-        "test_inferred_id": ordered_probe(rng, layout, kb, test_id, cfg.probe_size),
-        "test_inferred_ood": ordered_probe(rng, layout, kb, ood_pairs, cfg.probe_size),
+        "test_inferred_id": ordered_probe(rng, layout, kb, test_id, cfg.probe_size, cfg.template),
+        "test_inferred_ood": ordered_probe(rng, layout, kb, ood_pairs, cfg.probe_size, cfg.template),
     }
     train = shuffled(rng, concat([atomic, train_inferred]))  # all atomic facts (ID and OOD) + the sample
     info = {

@@ -1,4 +1,4 @@
-"""Complex reasoning with a large search space (Wang et al. 2024 §5, App. F; SPEC §3).
+"""Complex reasoning with a large search space (Wang et al. 2024 §5, App. F; science.md §3).
 
 The comparison knowledge base, but the OOD entities' atomic facts are never trained: training holds the ID
 atomic facts, a small share of ID–ID comparisons and a small share of ID–OOD comparisons. The test asks
@@ -42,7 +42,7 @@ from groklab.tasks.knowledge import (
     split_sizes,
 )
 
-ROLES = {"train": "train_inferred", "test_id": "test_inferred"}
+ROLES = {"train": "train_inferred", "test_id": "test_inferred", "atomic_id": "id_atomic"}  # OOD atomic facts: untrained
 Ordered = tuple[np.ndarray, np.ndarray, np.ndarray]  # (attribute, e1, e2) of ordered pairs
 
 
@@ -151,7 +151,7 @@ def balanced_test(rng: np.random.Generator, queries: Ordered, labels: np.ndarray
 
 
 def generate(cfg: ComplexConfig) -> TaskData:
-    """The complex-reasoning dataset of SPEC §3, a pure function of `cfg` (same config → identical arrays)."""
+    """The complex-reasoning dataset of science.md §3, a pure function of `cfg` (same config → identical arrays)."""
     rng = np.random.default_rng(cfg.seed)
     layout = kb_layout(cfg)
     kb = build_attribute_kb(rng, cfg.n_entities, cfg.n_attributes, cfg.n_values, cfg.n_ood)

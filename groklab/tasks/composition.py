@@ -1,4 +1,4 @@
-"""Two-hop composition over a random knowledge graph (Wang et al. 2024 §3.1; SPEC §1).
+"""Two-hop composition over a random knowledge graph (Wang et al. 2024 §3.1; science.md §1).
 
 Atomic facts `h r -> t`; inferred facts `h r1 r2 -> t` whenever (h, r1, b) and (b, r2, t) are atomic facts.
 5% of atomic facts are OOD: they are trained as atomic facts but never appear as a hop of a training inferred
@@ -26,7 +26,13 @@ from groklab.tasks.knowledge import (
 )
 from groklab.tasks.vocab import Layout, build_layout, entity_tokens, relation_tokens
 
-ROLES = {"train": "train_inferred", "test_id": "test_inferred_id", "test_ood": "test_inferred_ood"}
+ROLES = {
+    "train": "train_inferred",
+    "test_id": "test_inferred_id",
+    "test_ood": "test_inferred_ood",
+    "atomic_id": "id_atomic",
+    "atomic_ood": "ood_atomic",
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class CompositionConfig:
 
     @property
     def max_phi(self) -> float:
-        """Expected pool size per ID atomic fact: (1-ood)·(1-p_test)·out-degree (SPEC §1: ≈0.95·20)."""
+        """Expected pool size per ID atomic fact: (1-ood)·(1-p_test)·out-degree (science.md §1: ≈0.95·20)."""
         return (1 - self.ood_fraction) * (1 - self.test_id_prob) * self.relations_per_entity
 
     def validate(self) -> None:
@@ -128,7 +134,7 @@ def inferred_split(layout: Layout, g: Graph, first: np.ndarray, second: np.ndarr
 
 
 def generate(cfg: CompositionConfig) -> TaskData:
-    """The composition dataset of SPEC §1, a pure function of `cfg` (same config → identical arrays)."""
+    """The composition dataset of science.md §1, a pure function of `cfg` (same config → identical arrays)."""
     rng = np.random.default_rng(cfg.seed)
     layout = build_layout({"entity": entity_tokens(cfg.n_entities), "relation": relation_tokens(cfg.n_relations)})
     g = sample_graph(rng, cfg)

@@ -101,8 +101,10 @@ class Split:
 
 @dataclass(frozen=True)
 class TaskData:
-    """Everything a run needs from a task. `roles` maps the trainer's three views onto probe names:
-    "train" (fit detection), "test_id" (grok detection), "test_ood" (may be absent)."""
+    """Everything a run needs from a task. `roles` maps the trainer's views onto probe names: "train" (the
+    training probe of fit detection), "test_id" (grok detection), "test_ood" (may be absent), optionally
+    "grok" (the probe grok detection reads instead of test_id: comparison's OOD test, sequence tasks' gen) and
+    "atomic_id" / "atomic_ood" (knowledge bases: training facts that must be memorised too for "fit")."""
 
     task: str
     vocab: Vocab

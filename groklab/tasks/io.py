@@ -42,6 +42,7 @@ from groklab.tasks.knowledge import ABSENT, lookup_pairs
 
 FORMAT = "groklab-dataset/1"
 SPECIALS = ("<mask>", "<sep>", "<a>", "</a>", "<q>", "</q>")  # the paper notebooks' special tokens
+COMPARISON_SEPARATORS = ("<q>", "<mask>")  # input tokens of comparison's paper template, kept on loading
 # (task, kind) -> (input_text, answer part of target_text), as formed by the paper's notebooks
 PAPER_TEMPLATES = {
     ("composition", "atomic"): ("{0}{1}", "{a}</a>"),
@@ -256,7 +257,7 @@ def _paper_items(task: str, split: Split, vocab: Vocab, types: list[str] | np.nd
     columns = (split.tokens.tolist(), split.lengths.tolist(), split.answers.tolist(), split.kinds.tolist(), types)
     for row, length, answer, kind, typ in zip(*columns, strict=True):
         source, target = PAPER_TEMPLATES[(task, kind)]
-        text = source.format(*(names[t] for t in row[:length]))
+        text = source.format(*(names[t] for t in row[:length] if names[t] not in SPECIALS))
         items.append({"input_text": text, "target_text": text + target.format(a=names[answer]), "type": str(typ)})
     return items
 
@@ -284,8 +285,11 @@ def _write_paper(data: TaskData, config: dict, out: Path) -> None:
     _write(out / "groklab.json", _json_bytes(provenance))  # ignored by the paper's scripts and by the loader
 
 
-def _parse_items(items: object, where: str, index: dict, fix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens [N, 3] with ABSENT after the end, lengths, answers) of paper items, separators dropped."""
+def _parse_items(
+    items: object, where: str, index: dict, fix: str, keep: tuple[str, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens [N, 3] with ABSENT after the end, lengths, answers) of paper items, separators dropped except
+    `keep` (comparison keeps `<q>` and `<mask>`: its inferred facts are then [N, 5], the paper's template)."""
     flat, lengths, answers = [], [], []
     try:
         for k, item in enumerate(items):
@@ -294,16 +298,17 @@ def _parse_items(items: object, where: str, index: dict, fix: str) -> tuple[np.n
             answer = [t for t in rest if t not in SPECIALS]
             if not target.startswith(source) or "".join(found) != source or len(answer) != 1:
                 raise UserError(f"{where}: item {k} is not `input tokens` -> `input + one answer token`; {fix}")
-            tokens = [t for t in found if t not in SPECIALS]
+            tokens = [t for t in found if t not in SPECIALS or t in keep]
             flat += tokens
             lengths.append(len(tokens))
             answers.append(answer[0])
     except (KeyError, TypeError) as exc:
         raise UserError(f"{where}: items need input_text and target_text ({exc}); {fix}") from None
     lengths = np.array(lengths, dtype=np.int64)
-    if np.any((lengths < 2) | (lengths > 3)):
+    inferred = 3 + len(keep)
+    if np.any((lengths < 2) | (lengths > inferred) | ((lengths > 2) & (lengths < inferred))):
         raise UserError(f"{where}: facts must have 2 (atomic) or 3 (inferred) input tokens; {fix}")
-    inputs = _padded(_token_ids(flat, index, where, fix) + 1, lengths, 3) - 1  # pad with ABSENT
+    inputs = _padded(_token_ids(flat, index, where, fix) + 1, lengths, inferred) - 1  # pad with ABSENT
     return inputs, lengths, _token_ids(answers, index, where, fix)
 
 
@@ -321,14 +326,15 @@ def _fields(task: str, inputs: np.ndarray, answers: np.ndarray, table: tuple) ->
             "answer": answers,
         }
     attr = np.where(atomic, inputs[:, 1], inputs[:, 0])
+    e1, e2 = (inputs[:, 2], inputs[:, 4]) if inputs.shape[1] == 5 else (inputs[:, 1], inputs[:, 2])  # template
     return {
         "attribute": attr,
         "entity": keep(inputs[:, 0], atomic),
         "value": keep(answers, atomic),
-        "e1": keep(inputs[:, 1], ~atomic),
-        "e2": keep(inputs[:, 2], ~atomic),
-        "v1": keep(lookup_pairs((inputs[:, 1], attr), table), ~atomic),
-        "v2": keep(lookup_pairs((inputs[:, 2], attr), table), ~atomic),
+        "e1": keep(e1, ~atomic),
+        "e2": keep(e2, ~atomic),
+        "v1": keep(lookup_pairs((e1, attr), table), ~atomic),
+        "v2": keep(lookup_pairs((e2, attr), table), ~atomic),
         "answer": answers,
     }
 
@@ -356,9 +362,13 @@ def _load_paper(path: Path) -> TaskData:
         raise UserError(f"{path}: train.json and test.json must be JSON lists of items; {fix}")
     types = [str(item.get("type", "test_inferred")) if isinstance(item, dict) else "" for item in test_items]
     task = _detect_task(vocab, set(types), path / "vocab.json")
+    keep = COMPARISON_SEPARATORS if task == "comparison" and set(COMPARISON_SEPARATORS) <= set(names) else ()
+    if keep:  # comparison keeps the paper template's `<q>` and `<mask>` as input tokens
+        vocab = Vocab(("<pad>", *dict.fromkeys(t for t in names if t not in SPECIALS or t in keep)))
+        index = vocab.index()
     renames = {v: k for k, v in {**PAPER_NAMES, **PAPER_NAMES_BY_TASK.get(task, {})}.items()}
-    parsed = {"train": _parse_items(train_items, str(path / "train.json"), index, fix)}
-    test = _parse_items(test_items, str(path / "test.json"), index, fix)
+    parsed = {"train": _parse_items(train_items, str(path / "train.json"), index, fix, keep)}
+    test = _parse_items(test_items, str(path / "test.json"), index, fix, keep)
     for typ in dict.fromkeys(types):
         rows = np.flatnonzero(np.array(types) == typ)
         parsed[renames.get(typ, typ)] = tuple(x[rows] for x in test)
@@ -388,9 +398,17 @@ def _paper_split(task: str, parsed: tuple, table: tuple) -> Split:
 def _paper_roles(task: str, probes: dict[str, Split], path: Path) -> dict[str, str]:
     if task == "complex":
         train = "train_inferred" if "train_inferred" in probes else "train_inferred_topleft"
-        wanted = {"train": train, "test_id": "test_inferred"}
+        wanted = {"train": train, "test_id": "test_inferred", "atomic_id": "id_atomic"}
     else:
-        wanted = {"train": "train_inferred", "test_id": "test_inferred_id", "test_ood": "test_inferred_ood"}
+        wanted = {
+            "train": "train_inferred",
+            "test_id": "test_inferred_id",
+            "test_ood": "test_inferred_ood",
+            "atomic_id": "id_atomic",
+            "atomic_ood": "ood_atomic",
+        }
+        if task == "comparison":
+            wanted["grok"] = "test_inferred_ood"
     roles = {role: name for role, name in wanted.items() if name in probes}
     if "train" not in roles or "test_id" not in roles:
         raise UserError(

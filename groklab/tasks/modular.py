@@ -1,4 +1,4 @@
-"""Classic grokking: a binary operation table mod p (Power et al. 2022; Grokfast's setting, SPEC §7-8).
+"""Classic grokking: a binary operation table mod p (Power et al. 2022; Grokfast's setting, science.md §7-8).
 
 Inputs `x op y =`, answer (x op y) mod p. A random `train_fraction` of the table is training data; the rest
 is the `valid` probe, evaluated whole (as Power et al. and Grokfast do) unless probe_size limits it.
