@@ -51,7 +51,7 @@ def main() -> None:
     cfg = config.load("demo", overrides)
     with tempfile.TemporaryDirectory() as tmp:
         samples = rss_during_run(cfg, Path(tmp) / "run")
-        n_ckpt = len(list((Path(tmp) / "run" / "ckpt").iterdir()))
+        n_ckpt = len(runs.list_steps(Path(tmp) / "run"))
     print(f"{len(samples)} evaluations, {n_ckpt} checkpoints, {cfg.train.steps:,} steps")
     for frac in (0.05, 0.25, 0.5, 0.75, 1.0):
         step, mb = samples[max(0, round(frac * len(samples)) - 1)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -18,8 +17,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from groklab.errors import UserError
-
-CKPT_DIR = "ckpt"
+from groklab.runs import CKPT_DIR, atomic_dir, list_steps, step_dir  # where checkpoints live: the run's layout
 
 
 def sha256(path: Path) -> str:
@@ -30,26 +28,15 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def step_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / CKPT_DIR / f"step_{step:07d}"
-
-
 def save(run_dir: Path, step: int, model: nn.Module, state: dict) -> Path:
     """Write checkpoint `step` atomically; `state` is a dict of tensors / plain values."""
     final = step_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    # disk full, interrupted ...: the temp folder goes, no half-written checkpoint; older checkpoints stand
+    with atomic_dir(final, replace=True) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
         files = {name: sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
         (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": files}, indent=1))
-    except BaseException:  # disk full, interrupted ...: leave no half-written folder; older checkpoints stand
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
     return final
 
 
@@ -63,13 +50,6 @@ def verify(path: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"unreadable manifest or file ({exc})"
     return None
-
-
-def list_steps(run_dir: Path) -> list[int]:
-    root = run_dir / CKPT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name[5:]) for p in root.glob("step_*") if p.name[5:].isdigit())
 
 
 def latest_good(run_dir: Path) -> int | None:

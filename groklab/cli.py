@@ -29,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from groklab.analysis.methods import METHODS  # the method table: names only, no torch
+
     parser = _Parser(prog="groklab", description="Make small transformers grok, and see why.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="mechanistic analysis over every checkpoint of a run")
     analyze.add_argument("run_dir", type=Path)
-    analyze.add_argument("--method", choices=["logit-lens", "causal-tracing", "tree-projection"], default="logit-lens")
+    analyze.add_argument("--method", choices=list(METHODS), default="logit-lens")
     analyze.add_argument(
         "--split",
         help="probe split to analyse (default: test_inferred_id for the logit lens, train_inferred for "
@@ -89,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="an HTML page with figures and a table from run or sweep folders")
     report.add_argument("dirs", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR")
     report.add_argument("--out", type=Path, help="output folder (default DIR/report for one directory)")
+
+    claims = sub.add_parser("claims", help="rebuild the claims table of docs/results.md from the runs in docs/runs/")
+    claims.add_argument("--docs", type=Path, default=Path("docs"), help="folder with claims.toml, runs/, results.md")
+    claims.add_argument("--check", action="store_true", help="exit 2 if the table differs from what the runs give")
     return parser
 
 
@@ -135,16 +141,18 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 def finish_report(run_dir: Path, summary: dict) -> None:
     """Print the grokking table and draw the accuracy figure."""
-    from groklab import plots
+    from groklab.figures.accuracy import run_accuracy_figure
 
-    png = plots.run_accuracy_figure(run_dir, summary)
+    png = run_accuracy_figure(run_dir, summary)
     print(format_summary(summary))
     print(f"figure: {png}")
 
 
 def format_summary(summary: dict) -> str:
+    from groklab.grokking import NEVER
+
     def show(v: object) -> str:
-        return "never" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.2f}"
+        return NEVER if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.2f}"
 
     fitted = ", ".join(summary.get("fit_probes", [])) or "train"
     grok_probe = summary.get("grok_probe", "test_id")
@@ -167,7 +175,7 @@ def format_summary(summary: dict) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from groklab.analysis.across import analyze
+    from groklab.analysis.over_checkpoints import analyze
 
     if args.examples < 1:
         raise UserError(f"--examples {args.examples} must be >= 1")
@@ -184,13 +192,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
-    from groklab import report, sweep, sweep_file
+    from groklab import report, runs, sweep, sweep_file
+    from groklab.results import load_run
 
     spec = sweep_file.load(args.sweep)
     out = args.out or Path("runs") / spec.name
     results = sweep.run(spec, out, args.jobs, args.backend, args.address)
-    started = [r["name"] for r in results if (out / r["name"] / "config.json").is_file()]
-    print(report.format_table(*report.table([report.load_run(out / n, n) for n in started], list(spec.grid))))
+    started = [r["name"] for r in results if runs.is_run(out / r["name"])]
+    print(report.format_table(*report.table([load_run(out / n, n) for n in started], list(spec.grid))))
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(r.get("traceback", ""), end="", file=sys.stderr)
@@ -207,6 +216,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     from groklab.report import write
 
     print(f"wrote {write(args.dirs, args.out)}")
+
+
+def cmd_claims(args: argparse.Namespace) -> None:
+    from groklab.claims import rebuild
+
+    print(rebuild(args.docs, check=args.check))
 
 
 def cmd_demo(args: argparse.Namespace) -> dict:
@@ -226,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": cmd_export,
             "sweep": cmd_sweep,
             "report": cmd_report,
+            "claims": cmd_claims,
         }
         commands[args.command](args)
     except UserError as exc:

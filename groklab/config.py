@@ -1,22 +1,29 @@
 """Typed run configuration: frozen dataclasses built from TOML presets plus dotted `--set` overrides.
 
-Unknown keys and wrong types are errors that name the valid keys; nothing is silently ignored.
-The `[data]` table is the chosen task's own config class (`groklab.tasks.TASKS[task].config`).
+Unknown keys, wrong types, choices outside a field's `Literal[...]` and non-finite floats (NaN, ±inf) are
+errors that name the key and the fix; nothing is silently ignored. These checks, reading TOML, dotted keys and
+how a value is written in a message live in the toolkit below, once: sweep files use the same functions.
+The `[data]` table is the chosen task's own config class (`groklab.tasks.TASKS[task].config`), checked by the
+same rules, so a task declares a choice by annotating its field `Literal[...]` and nothing more.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from groklab.errors import UserError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+SECTIONS = ("data", "model", "train", "filter")  # the tables of a config, and the first part of a dotted key
 
 
 @dataclass(frozen=True)
@@ -33,11 +40,11 @@ class ModelConfig:
     # gpt2: N(0, 0.02) with scaled residual projections (Wang et al.'s GPT-2); torch: PyTorch's defaults
     # (embeddings N(0, 1), nn.MultiheadAttention's in-projection) as in Grokfast's and Power et al.'s code.
     # Classic grokking depends on the large initial weight norm of the latter.
-    init: str = "gpt2"
+    init: Literal["gpt2", "torch"] = "gpt2"
     # pre_ln: x + attn(ln1(x)) (GPT-2); normed: the residual stream continues from ln1(x), i.e.
     # h = ln1(x); h + attn(h) — the block of Grokfast's (and Power et al.'s minimal) code.
-    residual: str = "pre_ln"
-    activation: str = "gelu_tanh"  # gelu_tanh (GPT-2's gelu_new) | gelu (exact erf, nn.GELU) | relu
+    residual: Literal["pre_ln", "normed"] = "pre_ln"
+    activation: Literal["gelu_tanh", "gelu", "relu"] = "gelu_tanh"  # GPT-2's gelu_new | exact erf (nn.GELU) | relu
 
     @property
     def d_head(self) -> int:
@@ -63,34 +70,32 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
-        if self.init not in ("gpt2", "torch"):
-            raise UserError(f"model.init={self.init!r} is not one of gpt2, torch")
-        if self.residual not in ("pre_ln", "normed"):
-            raise UserError(f"model.residual={self.residual!r} is not one of pre_ln, normed")
-        if self.activation not in ("gelu_tanh", "gelu", "relu"):
-            raise UserError(f"model.activation={self.activation!r} is not one of gelu_tanh, gelu, relu")
 
 
 @dataclass(frozen=True)
 class FilterConfig:
     """Grokfast gradient filter (Lee et al. 2024, Alg. 1/2), applied between backward() and the step."""
 
-    kind: str = "none"  # none | ema | ma
+    kind: Literal["none", "ema", "ma"] = "none"
     alpha: float = 0.98  # α: EMA momentum
     amplify: float = 2.0  # λ: gain on the slow gradient component
     window: int = 100  # w: MA window length
     warmup: bool = True  # MA: leave gradients unchanged until the window is full
-    reduce: str = "mean"  # MA: mean or sum of the window
+    reduce: Literal["mean", "sum"] = "mean"  # MA: mean or sum of the window
+    # divide the lr (train.lr and train.muon_lr) by 1 + λ, so that a filter does not win by a larger step: a steady
+    # gradient g leaves the filter as (1 + λ)·g (optim.lr_scale); no effect with kind = "none"
+    normalize_lr: bool = False
 
     def validate(self) -> None:
-        if self.kind not in ("none", "ema", "ma"):
-            raise UserError(f"filter.kind={self.kind!r} is not one of none, ema, ma")
         if not 0.0 <= self.alpha < 1.0:
             raise UserError(f"filter.alpha={self.alpha} must be in [0, 1)")
         if self.window < 1:
             raise UserError(f"filter.window={self.window} must be >= 1")
-        if self.reduce not in ("mean", "sum"):
-            raise UserError(f"filter.reduce={self.reduce!r} is not one of mean, sum")
+        if self.normalize_lr and self.kind != "none" and self.amplify <= -1:
+            raise UserError(
+                f"filter.normalize_lr divides the lr by 1 + filter.amplify, so filter.amplify={self.amplify:g} "
+                "must be > -1; raise it or set filter.normalize_lr=false"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,20 +107,24 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight decay as L2 in the gradient)
+    optimizer: Literal["adamw", "adam", "muon"] = "adamw"  # adamw: decoupled weight decay; adam: L2 in the gradient
+    muon_lr: float = 0.02  # optimizer=muon: Muon's lr on the blocks' matrices (Jordan's default); lr is AdamW's
+    # accelerators (groklab/accelerators/): a gradient transform after the filter, before clipping; the training loss
+    grad_transform: Literal["none", "orthograd", "egd"] = "none"
+    loss: Literal["softmax", "stablemax"] = "softmax"  # probes' <probe>/loss stays softmax cross-entropy
     weight_decay: float = 0.1  # not applied to LayerNorm weights or biases (paper's AdamW groups) ...
     decay_all: bool = False  # ... unless true: every parameter decayed (Grokfast's code)
     warmup_steps: int = 200  # linear warm-up, then `schedule`
     # warm-up from lr 0: update k of the warm-up uses k/warmup_steps of lr, so the first update has lr 0 (as
     # torch's LambdaLR(update / warmup) in Grokfast's code); false: (k+1)/warmup_steps
     warmup_from_zero: bool = False
-    schedule: str = "constant"  # constant | cosine
+    schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = 0.1  # cosine: final lr as a fraction of lr
     grad_clip: float = 1.0  # 0 disables clipping
     explode_grad_norm: float = 1e4  # stop when the (filtered, unclipped) gradient norm exceeds this; 0 = never
     check_every: int = 50  # updates between checks for a non-finite loss or exploding gradient norm
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    autocast: str = "auto"  # auto (bf16 on GPU, none on CPU) | none | bf16
+    autocast: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on GPU, none on CPU
     threads: int = 0  # CPU threads; 0 = all cores
     compile: bool = False  # torch.compile the training forward/backward (first steps pay the compile time)
     eval_points: int = 60  # evaluations, log-spaced over the run (dense early, sparse late)
@@ -133,12 +142,10 @@ class TrainConfig:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 1")
         if self.lr <= 0:
             raise UserError(f"train.lr={self.lr} must be > 0")
-        if self.optimizer not in ("adamw", "adam"):
-            raise UserError(f"train.optimizer={self.optimizer!r} is not one of adamw, adam")
-        if self.schedule not in ("constant", "cosine"):
-            raise UserError(f"train.schedule={self.schedule!r} is not one of constant, cosine")
-        if self.autocast not in ("auto", "none", "bf16"):
-            raise UserError(f"train.autocast={self.autocast!r} is not one of auto, none, bf16")
+        if self.muon_lr <= 0:
+            raise UserError(f"train.muon_lr={self.muon_lr} must be > 0, e.g. the default 0.02")
+        if not all(0 <= b < 1 for b in self.betas):  # as torch's Adam requires, refused before a run folder exists
+            raise UserError(f"train.betas={format_value(self.betas)} must both be in [0, 1), e.g. [0.9, 0.999]")
         nonneg = ("warmup_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm", "eval_batch_size")
         for name in nonneg:
             if getattr(self, name) < 0:
@@ -158,53 +165,95 @@ class RunConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
 
     def validate(self) -> None:
-        for part in (self.data, self.model, self.train, self.filter):
+        for section in SECTIONS:
+            part = getattr(self, section)
+            check_fields(part, section)  # types, choices and finiteness, also of sections built in Python
             part.validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _task_config_class(task: Any) -> type:
-    from groklab.tasks import TASKS
-
-    if task not in TASKS:
-        raise UserError(f"data.task={task!r} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[task].config
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Check (and gently convert: int→float, list→tuple) a TOML value against a field's type."""
-    hint = typing.get_origin(annotation)
-    if hint in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        annotation = next(a for a in options if a is not type(None))
-        hint = typing.get_origin(annotation)
-    if hint is tuple:
-        args = typing.get_args(annotation)
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise UserError(f"{key}={value!r} must be a list of {len(args)} values, e.g. [0.9, 0.999]")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, float, str, bool) and type(value) is not annotation:
-        raise UserError(f"{key}={value!r} must be of type {annotation.__name__}")
-    return value
+# --- the toolkit: TOML files, dotted keys, values and their checks, each written once ------------------------
+def read_toml(path: Path) -> dict:
+    """A TOML file as a dict; a file that does not parse is one error line naming it."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
 
 
-def _build(cls: type, values: dict, prefix: str) -> Any:
-    """Build dataclass `cls` from a dict, refusing unknown keys by name."""
-    if not isinstance(values, dict):
-        raise UserError(f"[{prefix}] must be a table of settings, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+def format_value(value: Any) -> str:
+    """A value as it is typed in TOML or `--set`, shortest exact form: 9.0 → 9, 1e-4 → 0.0001, True → true,
+    'ema' → 'ema', (0.9, 0.98) → [0.9, 0.98], nan → nan."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    if isinstance(value, list | tuple):
+        return f"[{', '.join(format_value(v) for v in value)}]"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def check_choice(key: str, value: Any, options: Iterable[Any]) -> None:
+    """Refuse a value outside `options`, listing them: `model.init='x' is not one of gpt2, torch`."""
+    options = tuple(options)
+    if value not in options:
+        raise UserError(f"{key}={format_value(value)} is not one of {', '.join(str(o) for o in options)}")
+
+
+def refuse_unknown(given: Iterable[str], known: Iterable[str], where: str, prefix: str = "") -> None:
+    """Refuse keys that are not settings, naming the first and listing the valid ones:
+    `unknown key model.n_layer; valid keys in [model]: activation, ...`."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
     if unknown:
-        raise UserError(f"unknown key {prefix}.{unknown[0]}; valid keys in [{prefix}]: {', '.join(sorted(known))}")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
+        raise UserError(f"unknown key {prefix}{unknown[0]}; valid keys {where}: {', '.join(known)}")
+
+
+@contextmanager
+def within(prefix: str) -> Iterator[None]:
+    """Say where a UserError raised inside happened (a file, a table, a grid point): `prefix` + its message."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(f"{prefix}{exc}") from None
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """A dotted key `section.name` (`model.n_layers`) as (section, name), refusing any other shape."""
+    section, dot, name = key.partition(".")
+    if not dot or not section or not name or "." in name or section not in SECTIONS:
+        unknown = f"; unknown section {section!r}" if dot and section not in SECTIONS else ""
+        raise UserError(
+            f"{key!r} must be section.name with section one of {', '.join(SECTIONS)}, e.g. model.n_layers{unknown}"
+        )
+    return section, name
+
+
+def flatten(table: dict, prefix: str = "") -> dict[str, Any]:
+    """`{"data": {"phi": 1}}` → `{"data.phi": 1}`, so `data.phi = ...` and `"data.phi" = ...` mean the same.
+    No config value is itself a table, so every table is a level of the key."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def set_dotted(raw: dict, values: dict[str, Any]) -> dict:
+    """A copy of the nested config dict `raw` with dotted `values` set: {"model.n_layers": 2} → raw["model"]."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for key, value in values.items():
+        section, name = split_key(key)
+        table = out.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise UserError(f"[{section}] must be a table of settings, got {format_value(table)}")
+        table[name] = value
+    return out
 
 
 def parse_value(text: str) -> Any:
@@ -215,35 +264,111 @@ def parse_value(text: str) -> Any:
         return text
 
 
+# --- checking values against the dataclasses' annotations ----------------------------------------------------
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+
+
+def _example(key: str, default: Any) -> str:
+    return "" if default is dataclasses.MISSING else f", e.g. the default {key}={format_value(default)}"
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, tuple) and any(_non_finite(v) for v in value)
+
+
+def _convert(value: Any, annotation: Any, key: str, default: Any) -> Any:
+    """Check a value's type (and gently convert: int→float, list→tuple), and its `Literal` choices."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        annotation = next(a for a in options if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if origin is Literal:
+        check_choice(key, value, typing.get_args(annotation))
+        return value
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if args[-1:] == (Ellipsis,):  # tuple[str, ...]: any length
+            args = args[:1] * len(value) if isinstance(value, list | tuple) else ()
+            size = ""
+        else:
+            size = f" of {len(args)} values"
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise UserError(f"{key}={format_value(value)} must be a list{size}{_example(key, default)}")
+        return tuple(_convert(v, a, key, dataclasses.MISSING) for v, a in zip(value, args, strict=True))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool) and type(value) is not annotation:
+        raise UserError(f"{key}={format_value(value)} must be of type {annotation.__name__}")
+    return value
+
+
+def _coerce(value: Any, annotation: Any, key: str, default: Any = dataclasses.MISSING) -> Any:
+    """`value` checked against a field's annotation: its type, its `Literal` choices, and for floats that it
+    is finite (a NaN learning rate or an infinite φ would otherwise fail deep inside a run, or silently)."""
+    out = _convert(value, annotation, key, default)
+    if _non_finite(out):
+        fix = _example(key, default)
+        raise UserError(f"{key}={format_value(value)} must be finite (NaN and ±inf are refused){fix}")
+    return out
+
+
+def check_fields(obj: Any, prefix: str) -> None:
+    """Check every field of a config dataclass against its annotation (see `_coerce`), defaults included."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        _coerce(getattr(obj, f.name), hints[f.name], f"{prefix}.{f.name}", _default(f))
+
+
+def build(cls: type, values: Any, prefix: str) -> Any:
+    """Dataclass `cls` from a TOML table, refusing unknown keys by name and checking each value's type."""
+    if not isinstance(values, dict):
+        raise UserError(f"[{prefix}] must be a table of settings, got {format_value(values)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    refuse_unknown(values, fields, f"in [{prefix}]", f"{prefix}.")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(v, hints[k], f"{prefix}.{k}", _default(fields[k])) for k, v in values.items()})
+
+
+def _task_config_class(task: Any) -> type:
+    from groklab.tasks import TASKS
+
+    if task not in TASKS:
+        raise UserError(f"data.task={format_value(task)} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[task].config
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply dotted `key=value` overrides (e.g. `model.n_layers=4`) to a nested config dict."""
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    values = {}
     for item in overrides:
         key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
+        if not sep:
             raise UserError(f"--set {item!r} must look like section.key=value, e.g. model.n_layers=4")
-        section, name = parts
-        if section not in ("data", "model", "train", "filter"):
-            raise UserError(f"--set {item!r}: unknown section {section!r}; valid: data, model, train, filter")
-        raw.setdefault(section, {})[name] = parse_value(text.strip())
-    return raw
+        with within(f"--set {item!r}: "):
+            split_key(key.strip())
+        values[key.strip()] = parse_value(text.strip())
+    return set_dotted(raw, values)
 
 
 def from_dict(raw: dict) -> RunConfig:
     """A validated RunConfig from a nested dict (TOML tables or a run's config.json)."""
-    known = {"data", "model", "train", "filter"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UserError(f"unknown config section [{unknown[0]}]; valid sections: {', '.join(sorted(known))}")
-    data = dict(raw.get("data", {}))
-    if "task" not in data:
+    refuse_unknown(raw, SECTIONS, "at a config's top level")
+    data = raw.get("data", {})
+    if not isinstance(data, dict) or "task" not in data:
         raise UserError('config has no data.task; set it, e.g. data.task = "composition"')
     config = RunConfig(
-        data=_build(_task_config_class(data["task"]), data, "data"),
-        model=_build(ModelConfig, raw.get("model", {}), "model"),
-        train=_build(TrainConfig, raw.get("train", {}), "train"),
-        filter=_build(FilterConfig, raw.get("filter", {}), "filter"),
+        data=build(_task_config_class(data["task"]), data, "data"),
+        model=build(ModelConfig, raw.get("model", {}), "model"),
+        train=build(TrainConfig, raw.get("train", {}), "train"),
+        filter=build(FilterConfig, raw.get("filter", {}), "filter"),
     )
     config.validate()
     return config
@@ -268,9 +393,4 @@ def resolve_preset(name_or_path: str) -> Path:
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
     """Load a TOML preset or file and apply `--set` overrides."""
-    path = resolve_preset(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
-    return from_dict(apply_overrides(raw, overrides or []))
+    return from_dict(apply_overrides(read_toml(resolve_preset(name_or_path)), overrides or []))

@@ -14,14 +14,12 @@ since GPT-2 has no parameter sharing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from groklab import checkpoint, config, train
+from groklab import checkpoint, config, runs
 from groklab.errors import UserError
 from groklab.model import Transformer
 from groklab.tasks.dataset import PAD, Vocab
@@ -119,9 +117,9 @@ def require_transformers():
 
 def pick_step(run_dir: Path, step: int | None) -> int:
     """`step`, or the newest checkpoint; never touches the run (an export may run beside training)."""
-    steps = checkpoint.list_steps(run_dir)
+    steps = runs.list_steps(run_dir)
     if not steps:
-        raise UserError(f"{run_dir} has no checkpoints in {run_dir / checkpoint.CKPT_DIR}; train it first")
+        raise UserError(f"{run_dir} has no checkpoints in {run_dir / runs.CKPT_DIR}; train it first")
     if step is None:
         return steps[-1]
     if step not in steps:
@@ -139,26 +137,17 @@ def export_hf(run_dir: Path, out: Path, step: int | None = None) -> Path:
     assembled in a temp folder beside `out`, then renamed, so `out` is either whole or absent."""
     transformers = require_transformers()
     check_out(out)
-    cfg, data = train.open_run(run_dir)
+    cfg, data = runs.open_run(run_dir)
     check_exportable(cfg.model)
     step = pick_step(run_dir, step)
     model = Transformer(cfg.model, len(data.vocab), data.n_ctx)
     checkpoint.load(run_dir, step, model)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with runs.atomic_dir(out) as tmp:
         transformers.GPT2Config(**gpt2_config(cfg.model, len(data.vocab), data.n_ctx)).save_pretrained(tmp)
         save_file(gpt2_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         build_tokenizer(data.vocab, data.n_ctx).save_pretrained(tmp)
         about = {"run_dir": str(run_dir.resolve()), "step": step, "task": data.task, "config": cfg.to_dict()}
         (tmp / "groklab.json").write_text(json.dumps(about, indent=1))
         check_out(out)  # again: someone may have filled it meanwhile
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

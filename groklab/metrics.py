@@ -11,6 +11,7 @@ the input under `loss_on="full"`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from groklab.model import Transformer
-from groklab.tasks.dataset import NO_TARGET, Split, TaskData
+from groklab.tasks.dataset import ABSENT, NO_TARGET, Split, TaskData
 
 
 @dataclass
@@ -31,7 +32,7 @@ class DeviceSplit:
     answers: Tensor  # [N] int64
     targets: Tensor | None = None  # [N, L] int64, NO_TARGET where there is no loss
     output_start: Tensor | None = None  # [N] int64
-    linear: Tensor | None = None  # [N] int64 linear-rule answer, NO_TARGET where the rules agree
+    linear: Tensor | None = None  # [N] int64 linear-rule answer, ABSENT where the rules agree
 
     @classmethod
     def from_split(cls, split: Split, n_ctx: int, device: torch.device) -> DeviceSplit:
@@ -67,22 +68,25 @@ class DeviceSplit:
         return cls(*(joined(f.name) for f in fields(cls)))
 
 
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits [N, vocab], targets [N]) -> mean loss
+
+
 def answer_loss(logits: Tensor, answers: Tensor) -> Tensor:
     # float64 log-softmax: float32 saturates near zero loss and makes late-training spikes (Nanda et al. 2023)
     return F.cross_entropy(logits.double(), answers)
 
 
-def training_loss(model: Transformer, batch: DeviceSplit, autocast) -> Tensor:
-    """Answer tasks: cross-entropy of the answer (logits computed only there). Sequence tasks: mean next-token
-    cross-entropy over every target (a language model's loss)."""
+def training_loss(model: Transformer, batch: DeviceSplit, autocast, loss: LossFn = answer_loss) -> Tensor:
+    """Answer tasks: `loss` (cross-entropy by default; train.loss, accelerators.LOSSES) of the answer (logits
+    computed only there). Sequence tasks: its mean over every next-token target (a language model's loss)."""
     if batch.targets is None:
         with autocast:
             logits = model(batch.tokens, batch.positions)
-        return answer_loss(logits, batch.answers)
+        return loss(logits, batch.answers)
     with autocast:
         logits = model(batch.tokens)
     scored = batch.targets != NO_TARGET
-    return answer_loss(logits[scored], batch.targets[scored])
+    return loss(logits[scored], batch.targets[scored])
 
 
 def sequence_scores(logits: Tensor, chunk: DeviceSplit) -> dict[str, Tensor]:
@@ -95,7 +99,7 @@ def sequence_scores(logits: Tensor, chunk: DeviceSplit) -> dict[str, Tensor]:
     scored = (position >= chunk.output_start[:, None]) & (chunk.targets != NO_TARGET)
     token_loss = F.cross_entropy(logits.double().transpose(1, 2), chunk.targets.clamp(min=0), reduction="none")
     decisive = predicted[rows, chunk.positions]
-    differs = chunk.linear != NO_TARGET
+    differs = chunk.linear != ABSENT
     return {
         "acc": (decisive == chunk.answers).double(),
         "exact": ((predicted == chunk.targets) | ~scored).all(1).double(),

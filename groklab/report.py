@@ -1,5 +1,6 @@
 """Reports: one self-contained HTML page (figures embedded as base64, the same PNGs beside it) from run and
-sweep directories. Reads files only; never trains, so it works on a sweep that is still running.
+sweep directories. Reads files only; never trains, so it works on a sweep that is still running. The runs'
+data come from `groklab.results`, the figures from `groklab.figures`; this module makes the table and page.
 
     groklab report runs/phi-cpu                  # → runs/phi-cpu/report/index.html + PNGs
     groklab report runs/a runs/b --out reports/ab
@@ -9,113 +10,15 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib
 import json
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from groklab import runs
 from groklab.errors import UserError
-from groklab.report_figures import accuracy_figure, grok_figure, tree_figure
-from groklab.schedule import summarize
-from groklab.sweep import IGNORED_WHEN_COMPARING
-from groklab.sweep_file import flatten, format_value, short_names
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One run as its files describe it. `stats` has summary.json's fields; while the run is unfinished they
-    are detected from metrics.jsonl the same way, so a live sweep reports what it has so far."""
-
-    name: str
-    run_dir: Path
-    config: dict[str, Any]  # flattened config.json: {"data.phi": 12.6, ...}
-    rows: list[dict]
-    stats: dict
-    finished: bool
-
-    @property
-    def state(self) -> str:
-        grokked = self.stats.get("grok_step") is not None
-        return "grokked" if grokked else "never grokked" if self.finished else "unfinished"
-
-    def delay(self) -> tuple[int | None, float | None]:
-        """fit → grok delay in steps and in epochs (negative when test reaches its level before train fits)."""
-        s = self.stats
-        steps = s["grok_step"] - s["fit_step"] if s.get("grok_step") is not None and s.get("fit_step") else None
-        epochs = s["grok_epoch"] - s["fit_epoch"] if steps is not None and s.get("fit_epoch") is not None else None
-        return steps, epochs
-
-    def final_acc(self, role: str) -> float | None:
-        probe = self.stats["roles"].get(role)
-        return self.stats["final"].get(probe)
-
-
-def task_roles(task: str, rows: list[dict]) -> dict[str, str]:
-    """The task's train / test_id / test_ood probe names (as summary.json would give them), for unfinished runs."""
-    from groklab.tasks import TASKS
-
-    if task not in TASKS:
-        raise UserError(f"unknown data.task={task!r} in a run's config.json")
-    roles = importlib.import_module(TASKS[task].generate.__module__).ROLES
-    present = {k.removesuffix("/acc") for r in rows for k in r}  # empty probes are never logged
-    return {role: probe for role, probe in roles.items() if probe in present or not rows}
-
-
-def live_stats(config: dict, rows: list[dict]) -> dict:
-    """summary.json's fields from the metrics logged so far."""
-    roles = task_roles(config["data.task"], rows)
-    last = rows[-1] if rows else {}
-    return summarize(rows, roles, config["train.fit_threshold"], config["train.grok_threshold"]) | {
-        "final_step": last.get("step", 0),
-        "elapsed_s": last.get("elapsed_s", 0.0),
-    }
-
-
-def load_run(run_dir: Path, name: str | None = None) -> RunResult:
-    cfg = flatten(runs.read_json(run_dir / "config.json"))
-    rows = runs.read_metrics(run_dir)
-    finished = (run_dir / "summary.json").is_file()
-    stats = runs.read_json(run_dir / "summary.json") if finished else live_stats(cfg, rows)
-    return RunResult(name or run_dir.name, run_dir, cfg, rows, stats, finished)
-
-
-def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], list[str]]:
-    """Runs, swept keys, sweep manifests and names of sweep runs not started yet, from run or sweep folders.
-    Swept keys come from sweep.json; for loose runs they are the config keys whose values differ."""
-    results, keys, sweeps, missing = [], [], [], []
-    for path in paths:
-        if (path / "sweep.json").is_file():
-            manifest = runs.read_json(path / "sweep.json")
-            sweeps.append(manifest)
-            keys += [k for k in manifest["keys"] if k not in keys]
-            for run in manifest["runs"]:
-                run_dir = path / run["dir"]
-                if (run_dir / "config.json").is_file():
-                    results.append(load_run(run_dir, run["name"]))
-                else:
-                    missing.append(run["name"])
-        elif (path / "config.json").is_file():
-            results.append(load_run(path))
-        else:
-            raise UserError(f"{path} is neither a run directory (config.json) nor a sweep directory (sweep.json)")
-    if not sweeps and len(results) > 1:
-        every = sorted({k for r in results for k in r.config} - IGNORED_WHEN_COMPARING)
-        keys = [k for k in every if len({json.dumps(r.config.get(k)) for r in results}) > 1]
-    return unique_names(results), keys, sweeps, missing
-
-
-def unique_names(results: list[RunResult]) -> list[RunResult]:
-    seen: dict[str, int] = {}
-    out = []
-    for r in results:
-        seen[r.name] = seen.get(r.name, 0) + 1
-        name = r.name if seen[r.name] == 1 else f"{r.name} ({seen[r.name]})"
-        out.append(RunResult(name, r.run_dir, r.config, r.rows, r.stats, r.finished))
-    return out
+from groklab.results import RunResult, collect
+from groklab.sweep_file import format_value, short_names
 
 
 # --- the summary table --------------------------------------------------------------------------------------
@@ -159,7 +62,9 @@ def file_name(name: str) -> str:
 
 def write(paths: list[Path], out: Path | None = None) -> Path:
     """Figures and index.html for these run / sweep directories; returns the HTML's path."""
-    from groklab import plots
+    # matplotlib only here: `groklab sweep` prints this module's table without drawing anything
+    from groklab.figures.accuracy import accuracy_curves
+    from groklab.figures.across_runs import accuracy_figure, grok_figure, tree_figure
 
     if out is None:
         if len(paths) != 1:
@@ -181,14 +86,10 @@ def write(paths: list[Path], out: Path | None = None) -> Path:
     curves = []
     for r in results:
         png = out / f"accuracy-{file_name(r.name)}.png"
-        plots.accuracy_curves(r.rows, r.stats["roles"], png, title=r.name, summary=r.stats)
+        accuracy_curves(r.rows, r.stats["roles"], png, title=r.name, summary=r.stats)
         curves.append((r.name, png))
     page = render(paths, results, keys, sweeps, missing, figures, curves)
-    index = out / "index.html"
-    tmp = index.with_name(f".{index.name}.tmp-{os.getpid()}")
-    tmp.write_text(page)
-    os.replace(tmp, index)
-    return index
+    return runs.write_text(out / "index.html", page)
 
 
 def img(png: Path, alt: str) -> str:

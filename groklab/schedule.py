@@ -1,7 +1,7 @@
-"""Log-spaced evaluation/checkpoint steps and grokking detection.
+"""Log-spaced evaluation and checkpoint steps.
 
 Grokking unfolds across decades of steps, so we evaluate densely early and sparsely late (STYLE: never every
-100 steps). Detection reads only the metrics rows, so it works the same on a live run and on a finished one.
+100 steps). What the evaluations show — fit and grok steps — is `groklab.grokking`'s job.
 """
 
 from __future__ import annotations
@@ -18,73 +18,3 @@ def log_spaced_steps(total: int, points: int, include_zero: bool = True, start: 
     grid = np.round(np.logspace(np.log10(first), np.log10(max(total, 1)), num=max(points, 1))).astype(int)
     steps = sorted({int(s) for s in np.unique(grid) if first <= s <= total} | {total})
     return ([0] if include_zero else []) + steps
-
-
-def first_step_at(rows: list[dict], key: str, threshold: float) -> int | None:
-    """The first logged step whose `key` is at least `threshold`, or None if it never gets there."""
-    for row in rows:
-        if row.get(key) is not None and row[key] >= threshold:
-            return int(row["step"])
-    return None
-
-
-# Roles whose probes are training facts: a run has "fit" once every one of them is memorised (Wang et al.'s
-# models fit every atomic fact, ID and OOD, and every inferred training fact before they generalise; science.md §10).
-FIT_ROLES = ("train", "atomic_id", "atomic_ood")
-
-
-def first_step_all_at(rows: list[dict], keys: list[str], threshold: float) -> int | None:
-    """The first logged step at which every `key` is at least `threshold` together, or None."""
-    for row in rows:
-        if all(row.get(k) is not None and row[k] >= threshold for k in keys):
-            return int(row["step"])
-    return None
-
-
-def fit_probes(roles: dict[str, str]) -> list[str]:
-    """The probes that must be memorised for "fit": the train probe plus, for knowledge bases, the atomic facts."""
-    return list(dict.fromkeys(roles[r] for r in FIT_ROLES if r in roles))
-
-
-def detect_grokking(rows: list[dict], fit_keys: list[str], test_key: str, fit: float, grok: float) -> dict:
-    """fit_step (every training probe in `fit_keys` reaches `fit` at one evaluation; the first key is the
-    train probe), grok_step (test reaches `grok`), their ratio, and the delay between the train probe and test
-    reaching the *same* level `grok` (robust when train hovers just under `fit`; science.md §9)."""
-    train_key = fit_keys[0]
-    fit_step = first_step_all_at(rows, fit_keys, fit)
-    grok_step = first_step_at(rows, test_key, grok)
-    train_at_grok_level = first_step_at(rows, train_key, grok)
-    return {
-        "fit_step": fit_step,
-        "grok_step": grok_step,
-        "grok_over_fit": grok_step / fit_step if fit_step and grok_step else None,
-        "train_reaches_grok_level_step": train_at_grok_level,
-        "delay_steps": grok_step - train_at_grok_level
-        if grok_step is not None and train_at_grok_level is not None
-        else None,
-    }
-
-
-def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) -> dict:
-    """The fields of summary.json that follow from the logged evaluations: fit and grok steps (and their epochs,
-    as logged), the probe roles and the last evaluation's accuracies. One function for the trainer's summary
-    and for reports on runs still training."""
-    # structural grokking is generalisation to the "gen" split: such tasks name it as the optional "grok" role
-    # comparison's grok signal is its OOD test (the ID test is nearly reachable by a ranking shortcut)
-    grok_probe = roles.get("grok", roles["test_id"])
-    memorised = fit_probes(roles)
-    found = detect_grokking(rows, [f"{p}/acc" for p in memorised], f"{grok_probe}/acc", fit, grok)
-    epoch = {r["step"]: r.get("epoch") for r in rows}
-    last = rows[-1] if rows else {}
-    return found | {
-        "fit_epoch": epoch.get(found["fit_step"]),
-        "grok_epoch": epoch.get(found["grok_step"]),
-        "fit_probes": memorised,
-        "grok_probe": grok_probe,
-        # when each training probe first reached the fit level on its own (which one was last to be memorised)
-        "fit_step_of": {p: first_step_at(rows, f"{p}/acc", fit) for p in memorised},
-        "roles": roles,
-        "final": {k.removesuffix("/acc"): v for k, v in last.items() if k.endswith("/acc")},
-        # breakdowns (comparison: per label, per value gap), as `probe/acc_group` -> accuracy
-        "final_groups": {k: v for k, v in last.items() if "/acc_" in k},
-    }

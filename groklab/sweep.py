@@ -22,9 +22,11 @@ from typing import Any
 
 from groklab import config, runs
 from groklab.errors import UserError
-from groklab.sweep_file import Analysis, Point, Resources, Sweep, expand, flatten
+from groklab.grokking import NEVER
+from groklab.sweep_file import Analysis, Point, Resources, Sweep, expand
 
 IGNORED_WHEN_COMPARING = {"train.threads"}  # set per job from --jobs / resources; does not define the run
+MANIFEST = "sweep.json"  # in the sweep folder, beside its runs
 
 
 @dataclass(frozen=True)
@@ -42,25 +44,19 @@ class Job:
 
 # --- planning: skip, resume or start ---------------------------------------------------------------------
 def state(run_dir: Path) -> str:
-    """new (nothing trained), finished (a final summary.json), or interrupted (config but no final summary)."""
-    from groklab import checkpoint
-
-    if not (run_dir / "config.json").is_file():
+    """new (nothing trained), finished (`runs.is_finished`), or interrupted (a config, but not finished)."""
+    if not runs.is_run(run_dir):
         if run_dir.exists() and any(not p.name.startswith(".") for p in run_dir.iterdir()):
-            raise UserError(f"{run_dir} exists but holds no run (no config.json); remove it or pick another --out")
+            raise UserError(f"{run_dir} exists but holds no run (no {runs.CONFIG}); remove it or pick another --out")
         return "new"
-    if (run_dir / "summary.json").is_file():
-        final = runs.read_json(run_dir / "summary.json").get("final_step")
-        if final is not None and final >= max(checkpoint.list_steps(run_dir), default=0):
-            return "finished"
-    return "interrupted"
+    return "finished" if runs.is_finished(run_dir) else "interrupted"
 
 
 def check_same_config(run_dir: Path, cfg: config.RunConfig) -> None:
     """A directory named after a grid point must hold that point's run, not one from an edited sweep file."""
     # read through the config classes, so that a field added since (at its default) is not a difference
-    have = flatten(json.loads(json.dumps(config.from_dict(runs.read_json(run_dir / "config.json")).to_dict())))
-    want = flatten(json.loads(json.dumps(cfg.to_dict())))
+    have = config.flatten(json.loads(json.dumps(runs.read_config(run_dir).to_dict())))
+    want = config.flatten(json.loads(json.dumps(cfg.to_dict())))
     for key in sorted((set(have) | set(want)) - IGNORED_WHEN_COMPARING):
         if have.get(key) != want.get(key):
             raise UserError(
@@ -94,12 +90,10 @@ def plan(points: list[Point], sweep_dir: Path, threads: int, analysis: Analysis 
 def stale_analyses(run_dir: Path, analysis: Analysis) -> tuple[str, ...]:
     """The methods whose JSON is missing, covers other checkpoints than the run now has, or used another
     number of examples: each must be (re)run."""
-    from groklab import checkpoint
-
-    steps = checkpoint.list_steps(run_dir)
+    steps = runs.list_steps(run_dir)
     stale = []
     for method in analysis.methods:
-        found = [runs.read_json(f) for f in sorted((run_dir / "analysis").glob(f"{method}-*.json"))]
+        found = runs.read_analyses(run_dir, method)
         current = any([c["step"] for c in a.get("checkpoints", [])] == steps
                       and a.get("examples_asked") == analysis.examples for a in found)
         if not current:
@@ -129,14 +123,15 @@ def execute(job: Job) -> dict:
     returns a plain dict and never raises, so one failed run does not stop the others."""
     import torch
 
-    from groklab import plots, train
-    from groklab.analysis.across import analyze
+    from groklab import train
+    from groklab.analysis.over_checkpoints import analyze
+    from groklab.figures.accuracy import run_accuracy_figure
 
     run_dir = Path(job.run_dir)
     result: dict[str, Any] = {"name": job.name, "action": job.action, "status": "failed"}
     try:
         if job.action == "analyze":
-            summary = runs.read_json(run_dir / "summary.json")
+            summary = runs.read_summary(run_dir)
         else:
             if job.action == "resume":
                 trainer = train.resume(run_dir, progress=False)
@@ -145,7 +140,7 @@ def execute(job: Job) -> dict:
                 trainer = train.start(config.from_dict(job.config), run_dir, progress=False)
             torch.set_num_threads(job.threads)  # a resumed run's config.json may name another count
             summary = trainer.run()
-            plots.run_accuracy_figure(run_dir, summary, f"{run_dir.parent.name}/{run_dir.name}")
+            run_accuracy_figure(run_dir, summary, f"{run_dir.parent.name}/{run_dir.name}")
         torch.set_num_threads(job.threads)
         for method in job.analyze:
             analyze(run_dir, method, None, job.examples, progress=False)
@@ -186,12 +181,12 @@ def run(
     todo, skipped = plan(points, out, threads_per_job(backend, jobs, sweep.resources), sweep.analysis)
     execute_all = sweep_backends.get(backend, jobs, address, sweep.resources)  # fails early if Ray is missing
     out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out / "sweep.json", manifest(sweep, points))
+    runs.write_json(out / MANIFEST, manifest(sweep, points))
     say(f"sweep {sweep.name}: {len(points)} runs in {out} ({len(skipped)} finished, {len(todo)} to train)")
     results = {name: {"name": name, "action": "skip", "status": "skipped"} for name in skipped}
     width = max(len(p.name) for p in points)
     for name in skipped:
-        say(f"  {name:<{width}}  skipped: {outcome(runs.read_json(out / name / 'summary.json'))}")
+        say(f"  {name:<{width}}  skipped: {outcome(runs.read_summary(out / name))}")
     for result in execute_all(execute, todo):
         results[result["name"]] = result
         say(f"  {result['name']:<{width}}  {status_line(result)}")
@@ -200,7 +195,7 @@ def run(
 
 def outcome(summary: dict) -> str:
     if summary.get("grok_step") is None:
-        return f"never grokked in {summary['final_step']:,} steps"
+        return f"{NEVER} grokked in {summary['final_step']:,} steps"
     epoch = summary.get("grok_epoch")
     return f"grok at step {summary['grok_step']:,}" + (f" (epoch {epoch:.1f})" if epoch is not None else "")
 

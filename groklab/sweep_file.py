@@ -26,7 +26,6 @@ import dataclasses
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,51 +82,25 @@ def resolve(name_or_path: str) -> Path:
     return config.find_toml(name_or_path, SWEEP_DIR, "sweep")
 
 
-def read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
-
-
-def flatten(table: dict, prefix: str = "") -> dict[str, Any]:
-    """`{"data": {"phi": 1}}` → `{"data.phi": 1}`, so `data.phi = ...` and `"data.phi" = ...` mean the same.
-    No config value is itself a table, so every table is a level of the key."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out |= flatten(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_key(key: str, table: str, path: Path, task: Any) -> None:
-    """Refuse a key that is not `section.name` of the config, naming the valid ones."""
-    section, dot, name = key.partition(".")
-    classes = dict(SECTIONS)
+    """Refuse a key that is not `section.name` of the config, naming the valid ones (`data.*` keys only once
+    the task is known)."""
     from groklab.tasks import TASKS
 
-    if task in TASKS:
-        classes["data"] = TASKS[task].config
-    if not dot or "." in name or section not in (*classes, "data"):
-        raise UserError(
-            f"{path}: [{table}] key {key!r} must be section.name with section data, model, train or filter, "
-            'e.g. "data.phi"'
-        )
-    if section in classes:
-        known = sorted(f.name for f in dataclasses.fields(classes[section]))
-        if name not in known:
-            raise UserError(f"{path}: [{table}] unknown key {key}; valid keys in [{section}]: {', '.join(known)}")
+    classes = SECTIONS | ({"data": TASKS[task].config} if task in TASKS else {})
+    with config.within(f"{path}: [{table}] "):
+        section, name = config.split_key(key)
+        if section in classes:
+            known = (f.name for f in dataclasses.fields(classes[section]))
+            config.refuse_unknown([name], known, f"in [{section}]", f"{section}.")
 
 
 def load(name_or_path: str) -> Sweep:
     """Read and check a sweep file's structure (the configs themselves are checked by `expand`)."""
     path = resolve(name_or_path)
-    raw = read_toml(path)
-    unknown = sorted(set(raw) - set(TOP_KEYS))
-    if unknown:
-        raise UserError(f"{path}: unknown key {unknown[0]!r}; valid top-level keys: {', '.join(TOP_KEYS)}")
+    raw = config.read_toml(path)
+    with config.within(f"{path}: "):
+        config.refuse_unknown(raw, TOP_KEYS, "at a sweep file's top level")
     if not isinstance(raw.get("base"), str):
         raise UserError(f'{path}: needs base = "PRESET" or "FILE.toml", the config every run starts from')
     beside = path.parent / raw["base"]
@@ -135,10 +108,10 @@ def load(name_or_path: str) -> Sweep:
     for table in ("fixed", "grid", "resources", "analyze"):
         if not isinstance(raw.get(table, {}), dict):
             raise UserError(f"{path}: {table} must be a table, [{table}]")
-    fixed, grid = flatten(raw.get("fixed", {})), flatten(raw.get("grid", {}))
+    fixed, grid = config.flatten(raw.get("fixed", {})), config.flatten(raw.get("grid", {}))
     if not grid:
         raise UserError(f'{path}: [grid] is empty; add a key with a list of values, e.g. "data.phi" = [3.6, 7.2]')
-    task = fixed.get("data.task", read_toml(base).get("data", {}).get("task"))
+    task = fixed.get("data.task", config.read_toml(base).get("data", {}).get("task"))
     for table, values in (("fixed", fixed), ("grid", grid)):
         for key in values:
             check_key(key, table, path, None if "data.task" in grid else task)
@@ -155,32 +128,26 @@ def load(name_or_path: str) -> Sweep:
 
 
 def parse_analysis(raw: dict, path: Path, task: str | None) -> Analysis:
-    from groklab.analysis.across import METHODS, supports
+    from groklab.analysis.methods import METHODS, supports  # names and tasks only: no torch, no trainer
 
-    known = [f.name for f in dataclasses.fields(Analysis)]
-    for key in raw:
-        if key not in known:
-            raise UserError(f"{path}: [analyze] unknown key {key!r}; valid keys: {', '.join(known)}")
-    methods = raw.get("methods", [])
-    if not isinstance(methods, list) or any(m not in METHODS for m in methods):
-        raise UserError(f"{path}: [analyze] methods = {methods!r} must list methods among {', '.join(METHODS)}")
-    for method in methods if task else []:
+    with config.within(f"{path}: "):
+        analysis = config.build(Analysis, raw, "analyze")
+        for method in analysis.methods:
+            config.check_choice("analyze.methods", method, METHODS)
+    for method in analysis.methods if task else []:
         if not supports(method, task):
             raise UserError(f"{path}: [analyze] {method} does not apply to data.task={task!r}; remove it from methods")
-    examples = raw.get("examples", Analysis.examples)
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
-        raise UserError(f"{path}: [analyze] examples = {examples!r} must be an integer >= 1")
-    return Analysis(tuple(methods), examples)
+    if analysis.examples < 1:
+        raise UserError(f"{path}: [analyze] examples = {analysis.examples} must be an integer >= 1")
+    return analysis
 
 
 def parse_resources(raw: dict, path: Path) -> Resources:
-    known = [f.name for f in dataclasses.fields(Resources)]
-    for key, value in raw.items():
-        if key not in known:
-            raise UserError(f"{path}: [resources] unknown key {key!r}; valid keys: {', '.join(known)}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise UserError(f"{path}: [resources] {key}={value!r} must be a number >= 0")
-    res = Resources(**{k: float(v) for k, v in raw.items()})
+    with config.within(f"{path}: "):
+        res = config.build(Resources, raw, "resources")
+    for key, value in dataclasses.asdict(res).items():
+        if value < 0:
+            raise UserError(f"{path}: [resources] {key}={config.format_value(value)} must be a number >= 0")
     if res.cpus <= 0:
         raise UserError(f"{path}: [resources] cpus={res.cpus:g} must be > 0")
     return res
@@ -188,15 +155,10 @@ def parse_resources(raw: dict, path: Path) -> Resources:
 
 # --- grid → runs --------------------------------------------------------------------------------------------
 def format_value(value: Any) -> str:
-    """A value as it reads in a directory name: 9.0 → 9, 1e-4 → 0.0001, [0.9, 0.98] → 0.9_0.98."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
+    """A value as it reads in a directory name: 9.0 → 9, 1e-4 → 0.0001, [0.9, 0.98] → 0.9_0.98, 'ema' → ema."""
     if isinstance(value, list | tuple):
         return "_".join(format_value(v) for v in value)
-    return re.sub(r"[^A-Za-z0-9.+-]", "_", str(value))
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", value if isinstance(value, str) else config.format_value(value))
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -210,27 +172,16 @@ def run_name(overrides: dict[str, Any]) -> str:
     return ",".join(f"{names[k]}={format_value(v)}" for k, v in overrides.items())
 
 
-def merge(raw: dict, values: dict[str, Any]) -> dict:
-    """The base config's nested dict with dotted `values` set (a copy)."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for key, value in values.items():
-        section, _, name = key.partition(".")
-        out.setdefault(section, {})[name] = value
-    return out
-
-
 def expand(sweep: Sweep) -> list[Point]:
     """Every grid point in product order, each with a validated config: one bad value stops the sweep before
     anything trains."""
-    base = read_toml(sweep.base)
+    base = config.read_toml(sweep.base)
     points = []
     for combo in itertools.product(*sweep.grid.values()):
         overrides = dict(zip(sweep.grid, combo, strict=True))
         name = run_name(overrides)
-        try:
-            cfg = config.from_dict(merge(base, sweep.fixed | overrides))
-        except UserError as exc:
-            raise UserError(f"{sweep.path}: run {name}: {exc}") from None
+        with config.within(f"{sweep.path}: run {name}: "):
+            cfg = config.from_dict(config.set_dotted(base, sweep.fixed | overrides))
         points.append(Point(name, overrides, cfg))
     seen: dict[str, int] = {}
     for p in points:

@@ -1,4 +1,4 @@
-"""The training loop, short and explicit: batch → forward → loss → backward → filter → clip → step.
+"""The training loop, short and explicit: batch → forward → loss → backward → filter → transform → clip → step.
 
 The whole dataset lives on the device as tensors (no DataLoader). The batch at update `s` is a pure function
 of (seed, s): epoch e = s // steps_per_epoch is a seeded permutation. Together with checkpoints of model,
@@ -20,15 +20,17 @@ import torch
 from tqdm import tqdm
 
 from groklab import checkpoint, config, runs
+from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics
 from groklab.errors import UserError
+from groklab.grokking import summarize
 from groklab.metrics import DeviceSplit, ProbeEvaluator, training_loss
 from groklab.model import Transformer
-from groklab.optim import lr_factor, make_filter, make_optimizer
-from groklab.schedule import log_spaced_steps, summarize
+from groklab.optim import lr_factor, lr_scale, make_filter, make_optimizer
+from groklab.schedule import log_spaced_steps
 from groklab.tasks import no_information
 from groklab.tasks.dataset import TaskData
 
-TRAINER_PREFIX = "train"  # metrics.jsonl keys the trainer writes itself: train/loss, train/grad_norm_max
+TRAINER_PREFIX = "train"  # metrics.jsonl keys the trainer writes itself: train/loss, train/grad_norm_max, ...
 
 
 class TrainingDiverged(UserError):
@@ -78,17 +80,6 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return True  # not Linux: trust the capability
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def load_task_data(cfg: config.RunConfig, data_dir: str | None) -> TaskData:
-    """Generate the task from its config, or read a dataset folder (groklab or paper format)."""
-    if data_dir:
-        from groklab.tasks.io import load_dataset
-
-        return load_dataset(Path(data_dir))
-    from groklab.tasks import generate
-
-    return generate(cfg.data)
 
 
 @dataclass
@@ -146,8 +137,12 @@ class Trainer:
         self.model = Transformer(cfg.model, len(data.vocab), data.n_ctx).to(self.device)
         # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
         self.step_model = torch.compile(self.model, dynamic=False) if tcfg.compile else self.model
-        self.optimizer = make_optimizer(self.model, tcfg)
+        self.params = list(self.model.parameters())  # each shared or tied parameter once
+        self.optimizer = make_optimizer(self.model, tcfg, lr_scale(cfg.filter))
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]  # what the schedule multiplies
         self.filter = make_filter(self.model, cfg.filter)
+        self.grad_transform = GRAD_TRANSFORMS[tcfg.grad_transform](tcfg)
+        self.loss = LOSSES[tcfg.loss]
         self.autocast = make_autocast(tcfg, self.device)
         self.train_split = DeviceSplit.from_split(data.train, data.n_ctx, self.device)
         self.batches = Batches(len(data.train), tcfg.batch_size, tcfg.seed, self.device)
@@ -158,6 +153,8 @@ class Trainer:
         self.loss_sum = torch.zeros((), dtype=torch.double, device=self.device)
         self.loss_count = 0
         self.grad_norm_max = torch.zeros((), device=self.device)  # since the last evaluation
+        self.grad_weight_cos: torch.Tensor | None = None  # of the update before the next evaluation
+        self.collapse_rows = diagnostics.collapse_sample(data.probes[data.roles["train"]], data.n_ctx, self.device)
 
     # --- state -----------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -169,6 +166,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "optimizer": self.optimizer.state_dict(),
             "filter": self.filter.state_dict(),
+            "grad_transform": self.grad_transform.state_dict(),
             "rng": rng,
         }
 
@@ -176,6 +174,7 @@ class Trainer:
         state = checkpoint.load(self.run_dir, step, self.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.filter.load_state_dict(state["filter"])
+        self.grad_transform.load_state_dict(state.get("grad_transform", {}))  # absent in runs older than it
         torch.set_rng_state(state["rng"]["cpu"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -185,17 +184,20 @@ class Trainer:
     def update(self) -> None:
         """One optimiser update on the batch of the current step."""
         tcfg = self.cfg.train
-        for group in self.optimizer.param_groups:
-            group["lr"] = tcfg.lr * lr_factor(self.step, tcfg)
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base_lr * lr_factor(self.step, tcfg)
         batch = self.train_split.rows(self.batches.batch(self.step))
-        loss = training_loss(self.step_model, batch, self.autocast)
+        loss = training_loss(self.step_model, batch, self.autocast, self.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.step + 1 in self.eval_steps:  # the loss's own gradient, before anything changes it
+            self.grad_weight_cos = diagnostics.grad_weight_cosine(self.params)
         self.filter()  # Grokfast: between backward() and clipping / step (Lee et al. 2024, Alg. 1)
+        self.grad_transform(self.params)  # accelerators: ⊥Grad, EGD
         if tcfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, tcfg.grad_clip)
         else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         self.grad_norm_max = torch.maximum(self.grad_norm_max, norm)  # NaN and inf propagate
         self.optimizer.step()
         self.loss_sum += loss.detach()
@@ -226,6 +228,11 @@ class Trainer:
             self.check_health()
             row["train/loss"] = float(self.loss_sum) / self.loss_count
             row["train/grad_norm_max"] = float(self.grad_norm_max)
+        if self.grad_weight_cos is not None:
+            row["train/grad_weight_cos"] = float(self.grad_weight_cos)
+            self.grad_weight_cos = None
+        row["train/softmax_collapse"] = diagnostics.softmax_collapse(self.model, self.collapse_rows)
+        row["weights/norm"] = diagnostics.weight_norm(self.params)
         self.loss_sum.zero_()
         self.loss_count = 0
         self.grad_norm_max.zero_()
@@ -235,7 +242,8 @@ class Trainer:
         return row
 
     def _lr(self) -> float:
-        return self.cfg.train.lr * lr_factor(self.step, self.cfg.train)
+        """The lr of the next update (AdamW's with train.optimizer=muon)."""
+        return self.base_lrs[0] * lr_factor(self.step, self.cfg.train)
 
     def grokked(self, rows: list[dict]) -> dict:
         return summarize(rows, self.data.roles, self.cfg.train.fit_threshold, self.cfg.train.grok_threshold)
@@ -291,14 +299,14 @@ class Trainer:
             "steps_per_epoch": self.batches.steps_per_epoch,
             "elapsed_s": round(self.elapsed, 3),
         }
-        runs.write_json(self.run_dir / "summary.json", summary)
+        runs.write_summary(self.run_dir, summary)
         return summary
 
 
 def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, progress: bool = True) -> Trainer:
     """A new run in `run_dir` (which must be empty or absent)."""
     runs.check_new(run_dir)
-    data = load_task_data(cfg, data_dir)
+    data = runs.load_task_data(cfg, data_dir)
     if data.task != cfg.data.task:
         raise UserError(
             f"--data {data_dir} holds a {data.task!r} dataset but the config's data.task is "
@@ -306,22 +314,15 @@ def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, pro
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     # config and meta first: from here on the folder is resumable, whenever the process dies
-    runs.write_json(run_dir / "config.json", cfg.to_dict())
+    runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
     source = {"generated": cfg.data.task} if not data_dir else {"dir": str(Path(data_dir).resolve())}
-    runs.write_json(run_dir / "meta.json", runs.meta(pick_device(cfg.train.device), source, cpu_threads(cfg.train)))
+    runs.write_json(run_dir / runs.META, runs.meta(pick_device(cfg.train.device), source, cpu_threads(cfg.train)))
     return Trainer(cfg, run_dir, data, progress)
-
-
-def open_run(run_dir: Path) -> tuple[config.RunConfig, TaskData]:
-    """A run's resolved config and its data (regenerated from the config, or read from the folder it used)."""
-    cfg = config.from_dict(runs.read_json(run_dir / "config.json"))
-    source = runs.read_json(run_dir / "meta.json").get("data_source", {})
-    return cfg, load_task_data(cfg, source.get("dir"))
 
 
 def resume(run_dir: Path, progress: bool = True) -> Trainer:
     """Reopen a run at its newest good checkpoint, dropping metrics logged after it."""
-    cfg, data = open_run(run_dir)
+    cfg, data = runs.open_run(run_dir)
     trainer = Trainer(cfg, run_dir, data, progress)
     step = checkpoint.latest_good(run_dir)
     if step is not None:

@@ -45,8 +45,8 @@ def test_analyze_cli_over_checkpoints(tiny_config, tmp_path, capsys):
     out = json.loads((run_dir / "analysis" / "logit-lens-test_inferred_id.json").read_text())
     steps = [c["step"] for c in out["checkpoints"]]
     assert steps == sorted(steps) and steps[-1] == 60 and out["examples"] == 50
-    assert set(out["checkpoints"][0]["roles"]) == {"bridge@r1", "r2@r2", "answer@last"}
-    assert all(0 <= v <= 1 for c in out["checkpoints"] for v in c["roles"]["bridge@r1"]["mrr"])
+    assert set(out["checkpoints"][0]["targets"]) == {"bridge@r1", "r2@r2", "answer@last"}
+    assert all(0 <= v <= 1 for c in out["checkpoints"] for v in c["targets"]["bridge@r1"]["mrr"])
     assert (run_dir / "analysis" / "logit-lens-test_inferred_id.png").stat().st_size > 1000
     assert main(["analyze", str(run_dir), "--split", "nope", "--quiet"]) == 2
     assert "choose one of" in capsys.readouterr().err
@@ -57,7 +57,7 @@ def test_analyze_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "config.json is missing" in capsys.readouterr().err
 
 
-def test_comparison_roles(tmp_path):
+def test_comparison_targets(tmp_path):
     cfg = config.load("comparison-small", ["data.n_entities=30", "data.n_attributes=3", "model.n_layers=2"])
     data = generate(cfg.data)
     model = Transformer(cfg.model, len(data.vocab), data.n_ctx).eval()

@@ -17,6 +17,7 @@ from groklab.analysis.causal_tracing import (
     causal_tracing,
     plan_perturbations,
 )
+from groklab.analysis.targets import position_names
 from groklab.cli import main
 from groklab.config import ModelConfig
 from groklab.model import Transformer
@@ -93,6 +94,7 @@ def test_comparison_perturbations_flip_the_label():
     split = data.probes["train_inferred"]
     value = atomic_table(data.train, "entity", "attribute", "value", len(data.vocab))
     assert data.vocab.tokens[split.tokens[0, 1]] == "<q>"  # the paper's template: attr <q> e1 <mask> e2
+    assert position_names("comparison", split, data.vocab) == ["attribute", "<q>", "e1", "<mask>", "e2"]
     for plan in plan_perturbations(data, split, seed=1):
         a, e1, e2 = plan.tokens[:, [0, 2, 4]].T
         old = split.tokens[plan.rows][:, [0, 2, 4]]
@@ -113,6 +115,7 @@ def test_analyze_causal_tracing_cli(tiny_config, tmp_path, capsys):
     assert main(["analyze", str(run_dir), "--method", "causal-tracing", "--examples", "40", "--quiet"]) == 0
     out = json.loads((run_dir / "analysis" / "causal-tracing-train_inferred.json").read_text())
     n_states = tiny_config().model.n_layers + 1
+    assert out["position_names"] == ["head", "r1", "r2"]  # the heatmap's column labels, from the JSON
     for ckpt in out["checkpoints"]:
         grid = np.asarray(ckpt["strength"])
         assert grid.shape == (n_states, 3) and ((grid >= 0) & (grid <= 1)).all()

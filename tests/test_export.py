@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from groklab import checkpoint, export, train
+from groklab import checkpoint, export, runs, train
 from groklab.cli import main
 from groklab.errors import UserError
 from groklab.model import Transformer
@@ -28,7 +28,7 @@ def make_run(cfg, run_dir, steps=(7,)):
     """A run directory whose checkpoints hold random weights of every kind (LayerNorm gains and all biases
     too: at GPT-2 init they are 1 and 0, and a misplaced one would go unnoticed). Returns the models by step."""
     train.start(cfg, run_dir, progress=False)  # writes config.json and meta.json; no training needed
-    _, data = train.open_run(run_dir)
+    _, data = runs.open_run(run_dir)
     models = {}
     for step in steps:
         torch.manual_seed(step)

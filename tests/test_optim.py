@@ -6,8 +6,9 @@ from torch import nn
 
 from groklab.config import FilterConfig, TrainConfig
 from groklab.errors import UserError
+from groklab.grokking import detect_grokking
 from groklab.optim import lr_factor, make_filter
-from groklab.schedule import detect_grokking, log_spaced_steps
+from groklab.schedule import log_spaced_steps
 
 
 def one_param() -> nn.Module:
@@ -162,7 +163,7 @@ def test_detect_grokking():
 def test_fit_needs_every_training_probe_memorised_at_once():
     """A knowledge-base run has fit only when train_inferred, id_atomic and ood_atomic are all >= the threshold
     at the same evaluation: a model that forgot its OOD atomic facts has not fit (science.md §10)."""
-    from groklab.schedule import summarize
+    from groklab.grokking import summarize
 
     roles = {"train": "tr", "test_id": "te", "atomic_id": "aid", "atomic_ood": "aood"}
     table = [(0, 0, 0, 0, 0), (10, 0.995, 0.99, 0.80, 0.5), (20, 1.0, 1.0, 0.999, 0.6), (30, 1.0, 1.0, 0.97, 0.97)]

@@ -11,8 +11,9 @@ import pytest
 
 from groklab import config, runs
 from groklab.cli import main
-from groklab.report import collect, load_run, table
-from groklab.report_figures import accuracy_metrics
+from groklab.figures.across_runs import accuracy_metrics
+from groklab.report import table
+from groklab.results import collect, load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NOT_STARTED = {"name": "s", "keys": ["data.phi"], "grid": {"data.phi": [9]}, "fixed": {}, "base": "demo.toml",
@@ -155,7 +156,7 @@ def test_accuracy_metrics_read_the_grok_probe_and_the_linear_rule_rate(sweep_dir
 
 
 def test_tree_projection_figure_only_for_analysed_runs(sweep_dir, tmp_path):
-    from groklab.report_figures import tree_figure
+    from groklab.figures.across_runs import tree_figure
 
     results, *_ = collect([sweep_dir])
     assert tree_figure(results, "data.phi", tmp_path / "none.png") is None  # nothing analysed: no empty figure
@@ -189,3 +190,20 @@ def test_report_renders_in_a_headless_browser(sweep_dir, tmp_path):
     colour = pixels.max(-1) - pixels.min(-1) > 0.2  # the figures' coloured curves, not only black text
     assert ink[:400].mean() > 0.01  # title, sweep line and table
     assert colour[400:].mean() > 0.002  # figures decoded and drawn below the table
+
+
+def test_accuracy_curves_draw_the_atomic_probes_and_mark_the_grok_probe():
+    from groklab.figures import plt
+    from groklab.figures.accuracy import draw_roles
+
+    roles = {"train": "train_inferred", "test_id": "test_inferred_id", "test_ood": "test_inferred_ood",
+             "grok": "test_inferred_ood", "atomic_id": "id_atomic", "atomic_ood": "ood_atomic"}
+    rows = [{"step": s, **{f"{p}/acc": s / 100 for p in set(roles.values())}} for s in (1, 10, 100)]
+    fig, ax = plt.subplots()
+    draw_roles(ax, rows, roles)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    plt.close(fig)
+    assert {"atomic (ID): id_atomic", "atomic (OOD): ood_atomic"} <= set(lines)
+    assert lines["atomic (OOD): ood_atomic"].get_linestyle() == "--"
+    assert "test (OOD): test_inferred_ood (grok probe)" in lines  # the probe with two roles is drawn once
+    assert len(lines) == 5

@@ -306,7 +306,6 @@ def test_presets_validate_and_generate_quickly():
         ("question-formation", {"n_nouns": 99}, "data.n_nouns"),
         ("question-formation", {"max_depth": 0}, "data.max_depth"),
         ("tense-inflection", {"n_test": 0}, "data.n_test"),
-        ("tense-inflection", {"loss_on": "input"}, "data.loss_on"),
         ("tense-inflection", {"task": "question-formation"}, "data.task"),
         ("dyck", {"gen_max_depth": 3}, "data.gen_max_depth"),
         ("dyck", {"max_length": 2}, "data.max_length"),

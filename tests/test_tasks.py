@@ -87,7 +87,6 @@ def test_registry_dispatches_and_refuses_unknown_tasks():
         (ComparisonConfig(n_entities=10, phi=20.0), "phi <= 7.2"),
         (ComparisonConfig(ood_fraction=1.5), "ood_fraction"),
         (ComplexConfig(n_entities=10), "OOD–OOD test queries need at least 2"),
-        (ModularConfig(operation="^"), "not one of"),
         (ModularConfig(operation="/", modulus=12), "must be prime"),
         (ModularConfig(train_fraction=1.0), "train_fraction"),
     ],

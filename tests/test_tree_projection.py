@@ -170,7 +170,6 @@ def test_analyze_tree_projection_over_hand_built_checkpoints(tiny_config, tmp_pa
     import json
 
     from groklab import checkpoint, runs
-    from groklab.analysis import across
     from groklab.cli import main
     from groklab.tasks.dataset import TaskData, Vocab
 
@@ -178,7 +177,7 @@ def test_analyze_tree_projection_over_hand_built_checkpoints(tiny_config, tmp_pa
     split = toy_split(6)
     vocab = Vocab(("<pad>", *(f"w{i}" for i in range(1, N_TOKENS))))
     data = TaskData("toy", vocab, split, {"gen": split, "test": split}, {"train": "test", "test_id": "test"})
-    monkeypatch.setattr(across, "open_run", lambda run_dir: (cfg, data))
+    monkeypatch.setattr(runs, "open_run", lambda run_dir: (cfg, data))
     run_dir = tmp_path / "run"
     torch.manual_seed(0)
     for step in (10, 100):

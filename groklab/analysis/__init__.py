@@ -1,1 +1,1 @@
-"""Mechanistic analysis of runs: logit lens (and, later, causal tracing) across checkpoints (science.md §6)."""
+"""Mechanistic analysis of runs over their checkpoints (science.md §6): the methods are listed in `methods.py`."""

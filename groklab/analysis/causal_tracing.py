@@ -21,13 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from groklab.analysis.roles import token_positions
+from groklab.analysis.methods import Measure
+from groklab.analysis.targets import position_names, token_positions
 from groklab.errors import UserError
 from groklab.hooks import resid_name, run_with_cache, run_with_hooks, run_with_patches
 from groklab.model import Transformer
-from groklab.tasks.dataset import Split, TaskData
-
-NO_FACT = -1
+from groklab.tasks.dataset import ABSENT, Split, TaskData
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,9 @@ class Perturbation:
 
 
 def atomic_table(train: Split, subject: str, relation: str, obj: str, size: int) -> np.ndarray:
-    """[size, size] lookup subject token × relation token → object token (NO_FACT where no atomic fact),
+    """[size, size] lookup subject token × relation token → object token (ABSENT where no atomic fact),
     read from the atomic facts of the training set (every atomic fact is trained on, ID and OOD alike)."""
-    table = np.full((size, size), NO_FACT, dtype=np.int64)
+    table = np.full((size, size), ABSENT, dtype=np.int64)
     atomic = train.kinds == "atomic" if train.kinds is not None else np.ones(len(train), bool)
     table[train.fields[subject][atomic], train.fields[relation][atomic]] = train.fields[obj][atomic]
     return table
@@ -64,7 +63,7 @@ def composition_candidates(data: TaskData, split: Split) -> dict[str, np.ndarray
 
     def second_hop(bridges: np.ndarray, relations: np.ndarray) -> np.ndarray:
         out = tail[np.maximum(bridges, 0), relations]
-        return np.where(bridges >= 0, out, NO_FACT)
+        return np.where(bridges != ABSENT, out, ABSENT)
 
     is_entity = (tail >= 0).any(1)
     tokens = np.arange(len(data.vocab))
@@ -116,6 +115,16 @@ def plan_perturbations(data: TaskData, split: Split, seed: int = 0) -> list[Pert
         tokens[:, position] = choice
         plans.append(Perturbation(name, position, rows, tokens))
     return plans
+
+
+def prepare(data: TaskData, rows: Split) -> Measure:
+    """Causal tracing at every checkpoint with the same perturbations, and every input position named in the
+    JSON (`position_names`) so that its heatmap labels them without importing this module."""
+    plans = plan_perturbations(data, rows)
+    return Measure(
+        lambda model, device: causal_tracing(model, rows, plans, device),
+        {"position_names": position_names(data.task, rows, data.vocab)},
+    )
 
 
 @torch.no_grad()

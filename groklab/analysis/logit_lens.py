@@ -1,6 +1,6 @@
 """Logit lens: decode every layer's residual stream with the final LayerNorm and unembedding, and measure
-the rank and reciprocal rank of a role's token (science.md §6). Works for any depth and with shared blocks,
-because states are read by depth through hook names."""
+the rank and reciprocal rank of a target token (science.md §6; targets: `groklab.analysis.targets`). Works for
+any depth and with shared blocks, because states are read by depth through hook names."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from groklab.analysis.roles import ANSWER_POSITION, TARGETS, targets
+from groklab.analysis.methods import Measure
+from groklab.analysis.targets import ANSWER_POSITION, TARGETS, targets
 from groklab.errors import UserError
 from groklab.hooks import resid_name, run_with_cache
 from groklab.model import Transformer
-from groklab.tasks.dataset import Split
+from groklab.tasks.dataset import ABSENT, Split, TaskData
 
 
 def ranks(logits: Tensor, targets: Tensor) -> Tensor:
@@ -28,29 +29,34 @@ def decode(model: Transformer, state: Tensor) -> Tensor:
 
 @torch.no_grad()
 def logit_lens(model: Transformer, split: Split, task: str, device: torch.device) -> dict[str, dict]:
-    """For each role target of `task`: per layer i (residual stream after i blocks, i = 0..n_layers) the
-    mean reciprocal rank, top-1 fraction and median rank of the role's token, over the rows of `split`."""
+    """For each target of `task`: per layer i (residual stream after i blocks, i = 0..n_layers) the mean
+    reciprocal rank, top-1 fraction and median rank of the target's token, over the rows of `split`."""
     if task not in TARGETS:
-        raise UserError(f"the logit lens knows the roles of {', '.join(TARGETS)} facts, not {task!r}")
+        raise UserError(f"the logit lens knows the targets of {', '.join(TARGETS)} facts, not {task!r}")
     tokens = torch.as_tensor(split.tokens, device=device)
     last = torch.as_tensor(split.lengths, device=device) - 1
     rows = torch.arange(len(tokens), device=device)
     names = [resid_name(i) for i in range(model.cfg.n_layers + 1)]
     _, cache = run_with_cache(model, tokens, names)
     out = {}
-    for role, (field, position) in targets(task, split).items():
+    for target_name, (field, position) in targets(task, split).items():
         wanted = np.asarray(split.fields[field])
-        keep = torch.as_tensor(wanted >= 0, device=device)  # rows where the role exists
+        keep = torch.as_tensor(wanted != ABSENT, device=device)  # rows whose facts have this field
         if not bool(keep.any()):
             continue
         pos = last if position == ANSWER_POSITION else torch.full_like(last, position)
         target = torch.as_tensor(wanted, device=device)[keep]
         per_layer = [ranks(decode(model, cache[name][rows, pos][keep]).float(), target) for name in names]
         r = torch.stack(per_layer).double()  # [layers + 1, n]
-        out[role] = {
+        out[target_name] = {
             "mrr": (1 / r).mean(1).tolist(),
             "top1": (r == 1).double().mean(1).tolist(),
             "median_rank": r.median(1).values.tolist(),
             "n": int(keep.sum()),
         }
     return out
+
+
+def prepare(data: TaskData, rows: Split) -> Measure:
+    """The logit lens at every checkpoint, over the same rows (the analysis JSON's "targets")."""
+    return Measure(lambda model, device: {"targets": logit_lens(model, rows, data.task, device)})

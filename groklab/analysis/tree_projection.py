@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from groklab.analysis.methods import Measure
 from groklab.errors import UserError
-from groklab.tasks.dataset import Split
+from groklab.tasks.dataset import ABSENT, Split, TaskData
 
 Span = tuple[int, int]  # (start, end), both inclusive
 SPAN_BATCH = 4096  # spans per forward pass: bounds memory on long sentences
@@ -185,10 +186,10 @@ def branching_tree(n: int, side: str) -> list[Span]:
 
 
 def _gold_tree(split: Split, row: int) -> list[Span] | None:
-    """Row `row`'s gold spans (fields["tree"] [N, M, 2], padded with -1 rows), or None without gold trees."""
+    """Row `row`'s gold spans (fields["tree"] [N, M, 2], padded with ABSENT rows), or None without gold trees."""
     if "tree" not in split.fields:
         return None
-    return [(int(i), int(j)) for i, j in split.fields["tree"][row] if i >= 0]
+    return [(int(i), int(j)) for i, j in split.fields["tree"][row] if i != ABSENT]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -237,6 +238,13 @@ def tree_projection(
         for b, (row, n) in enumerate(zip(pick.tolist(), lengths.tolist(), strict=True))
     ]
     return summarise(rows, layer, decoder)
+
+
+def prepare(data: TaskData, rows: Split) -> Measure:
+    """Tree projections of every one of `rows` at each checkpoint (sentences with a known length only)."""
+    if "sentence_length" not in rows.fields:
+        raise UserError(f"tree projections need sentences with a known length; {data.task!r} rows have none")
+    return Measure(lambda model, device: tree_projection(model, rows, device, examples=len(rows), seed=0))
 
 
 def summarise(rows: list[dict], layer: int, decoder: str) -> dict:

@@ -1,5 +1,6 @@
-"""Task registry: each task is a config class plus a pure, seeded `generate(config) -> TaskData`, e.g.
-`generate(TASKS["composition"].config(n_entities=100, phi=9.0))`.
+"""Task registry: each task is a config class, a pure, seeded `generate(config) -> TaskData` and the roles of
+its probes, e.g. `generate(TASKS["composition"].config(n_entities=100, phi=9.0))`. Everything other modules need
+to know about a task is stated here (CONTRIBUTING.md: adding a task); `tests/test_registries.py` checks it.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ from typing import Any
 
 import numpy as np
 
+from groklab import config
 from groklab.errors import UserError
 from groklab.tasks import comparison, complex, composition, dyck, modular, structural
-from groklab.tasks.dataset import Split, TaskData
+from groklab.tasks.dataset import REQUIRED_ROLES, Split, TaskData
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task's config dataclass (with `validate()`) and its generator."""
+    """A task's config dataclass (with `validate()`), its generator and its probes' roles."""
 
     config: type
     generate: Callable[[Any], TaskData]
+    # role -> probe name (tasks/dataset.py's ROLE_MEANINGS): what fit and grok are read on, what reports and
+    # figures show; the generator's TaskData.roles (less any role whose probe came out empty)
+    roles: dict[str, str]
     sequence: bool = False  # one language-model sequence per example (targets at every position)
     # row groups of a probe whose accuracies are logged too, as `<probe>/acc_<group>` (comparison: per label and
     # per value gap, which tell value retrieval from a ranking shortcut)
@@ -31,18 +36,24 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "composition": TaskSpec(composition.CompositionConfig, composition.generate),
+    "composition": TaskSpec(composition.CompositionConfig, composition.generate, composition.ROLES),
     "comparison": TaskSpec(
-        comparison.ComparisonConfig, comparison.generate, False, comparison.breakdowns, comparison.answer_classes
+        comparison.ComparisonConfig, comparison.generate, comparison.ROLES,
+        breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes,
     ),
     "complex": TaskSpec(
-        complex.ComplexConfig, complex.generate, False, comparison.breakdowns, comparison.answer_classes
+        complex.ComplexConfig, complex.generate, complex.ROLES,
+        breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes,
     ),
-    "modular": TaskSpec(modular.ModularConfig, modular.generate),
+    "modular": TaskSpec(modular.ModularConfig, modular.generate, modular.ROLES),
     # structural grokking (Murty et al. 2023): sequence tasks, one LM sequence per example
-    "question-formation": TaskSpec(structural.QuestionFormationConfig, structural.generate, sequence=True),
-    "tense-inflection": TaskSpec(structural.TenseInflectionConfig, structural.generate, sequence=True),
-    "dyck": TaskSpec(dyck.DyckConfig, dyck.generate, sequence=True),
+    "question-formation": TaskSpec(
+        structural.QuestionFormationConfig, structural.generate, structural.ROLES, sequence=True
+    ),
+    "tense-inflection": TaskSpec(
+        structural.TenseInflectionConfig, structural.generate, structural.ROLES, sequence=True
+    ),
+    "dyck": TaskSpec(dyck.DyckConfig, dyck.generate, dyck.ROLES, sequence=True),
 }
 
 SEQUENCE_TASKS = tuple(name for name, spec in TASKS.items() if spec.sequence)
@@ -55,6 +66,7 @@ def generate(cfg: Any) -> TaskData:
         raise UserError(f"data.task={getattr(cfg, 'task', None)!r} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
     if not isinstance(cfg, spec.config):
         raise UserError(f"data.task={cfg.task!r} needs a {spec.config.__name__}, got {type(cfg).__name__}")
+    config.check_fields(cfg, "data")  # types, choices, finite numbers: also for configs built in Python
     cfg.validate()
     return without_empty_probes(spec.generate(cfg))
 
@@ -89,7 +101,7 @@ def without_empty_probes(data: TaskData) -> TaskData:
     """Drop probes with no rows (e.g. no OOD test at ood_fraction=0) and the roles naming them: an empty probe
     has no accuracy. The train and test_id probes must not be empty."""
     empty = {name for name, split in data.probes.items() if len(split) == 0}
-    for role in ("train", "test_id"):
+    for role in REQUIRED_ROLES:
         if data.roles.get(role) in empty:
             raise UserError(
                 f"{data.task}: the {role} probe {data.roles[role]!r} is empty with these settings; "

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PAD = "<pad>"
-NO_TARGET = -1  # a `targets` entry without a loss; also a `linear_answer` where both rules agree
+# Two sentinels, each defined here once. Token ids are >= 0, so -1 is never a token.
+ABSENT = -1  # a value a row does not have: a fact's missing field (the bridge of an atomic fact), an input
+# position after the input's end, a linear-rule answer where both rules agree, padding of a tree's spans
+NO_TARGET = -1  # a `targets` position without a loss (padding; the input under loss_on="output")
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,12 @@ class Vocab:
 @dataclass(frozen=True)
 class Split:
     """One split: `tokens` int64 [N, L] right-padded with pad id 0; `lengths` int64 [N] real input length;
-    `answers` int64 [N] answer token id; `fields` role -> int64 [N] token ids (-1 where a role is absent,
-    e.g. `bridge` of an atomic fact); `kinds` str label per row (e.g. "atomic" / "inferred").
+    `answers` int64 [N] answer token id; `fields` name -> int64 [N] token ids (ABSENT where a fact lacks the
+    field, e.g. `bridge` of an atomic fact); `kinds` str label per row (e.g. "atomic" / "inferred").
 
     Sequence tasks (structural grokking: the output is a whole sentence) also set `targets` int64 [N, L], the
-    next token to predict at each input position (-1: no loss there), and `output_start` int64 [N], the first
-    position whose target belongs to the output that exact match scores. Their `answers` are the decisive
+    next token to predict at each input position (NO_TARGET: no loss there), and `output_start` int64 [N], the
+    first position whose target belongs to the output that exact match scores. Their `answers` are the decisive
     token (the question's first word, the main verb) predicted at `positions` int64 [N]; without `positions`
     the answer is predicted at the last real input position (`lengths - 1`)."""
 
@@ -99,12 +102,23 @@ class Split:
         )
 
 
+# A probe's role: what the probe is for in a run. The word means this and nothing else (a logit-lens target, a
+# perturbed token, a split's field are called so). Roles map onto probe names in TaskSpec.roles, TaskData.roles
+# and summary.json's "roles".
+ROLE_MEANINGS = {
+    "train": "the training probe of fit detection",
+    "test_id": "the in-distribution test; grok detection reads it unless the task names a grok role",
+    "test_ood": "the out-of-distribution test (may be absent)",
+    "grok": "the probe grok detection reads instead of test_id (comparison's OOD test, sequence tasks' gen)",
+    "atomic_id": "knowledge bases: ID atomic facts, trained on; memorised too for fit",
+    "atomic_ood": "knowledge bases: OOD atomic facts, trained on; memorised too for fit",
+}
+REQUIRED_ROLES = ("train", "test_id")  # every task names these, and their probes are never empty
+
+
 @dataclass(frozen=True)
 class TaskData:
-    """Everything a run needs from a task. `roles` maps the trainer's views onto probe names: "train" (the
-    training probe of fit detection), "test_id" (grok detection), "test_ood" (may be absent), optionally
-    "grok" (the probe grok detection reads instead of test_id: comparison's OOD test, sequence tasks' gen) and
-    "atomic_id" / "atomic_ood" (knowledge bases: training facts that must be memorised too for "fit")."""
+    """Everything a run needs from a task. `roles` maps roles (ROLE_MEANINGS) onto probe names."""
 
     task: str
     vocab: Vocab

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.tasks import TASKS
 from groklab.tasks.dataset import Split, TaskData, Vocab
 from groklab.tasks.knowledge import ABSENT, lookup_pairs
 
@@ -396,19 +397,10 @@ def _paper_split(task: str, parsed: tuple, table: tuple) -> Split:
 
 
 def _paper_roles(task: str, probes: dict[str, Split], path: Path) -> dict[str, str]:
-    if task == "complex":
-        train = "train_inferred" if "train_inferred" in probes else "train_inferred_topleft"
-        wanted = {"train": train, "test_id": "test_inferred", "atomic_id": "id_atomic"}
-    else:
-        wanted = {
-            "train": "train_inferred",
-            "test_id": "test_inferred_id",
-            "test_ood": "test_inferred_ood",
-            "atomic_id": "id_atomic",
-            "atomic_ood": "ood_atomic",
-        }
-        if task == "comparison":
-            wanted["grok"] = "test_inferred_ood"
+    """The task's registered roles (TaskSpec.roles), for the probes the paper's files hold."""
+    wanted = dict(TASKS[task].roles)
+    if task == "complex" and "train_inferred" not in probes:  # the paper's complex files name it so
+        wanted["train"] = "train_inferred_topleft"
     roles = {role: name for role, name in wanted.items() if name in probes}
     if "train" not in roles or "test_id" not in roles:
         raise UserError(

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from groklab.errors import UserError
-from groklab.tasks.dataset import Split
-
-ABSENT = -1  # a field (or input position) that a fact does not have, e.g. the bridge of an atomic fact
+from groklab.tasks.dataset import ABSENT, Split  # ABSENT: a field (or input position) a fact does not have
 
 
 def choose(rng: np.random.Generator, n: int, k: int) -> np.ndarray:

@@ -7,6 +7,7 @@ is the `valid` probe, evaluated whole (as Power et al. and Grokfast do) unless p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class ModularConfig:
     task: str = "modular"
     seed: int = 0  # data seed: the generator's own numpy Generator (which equations are training data)
     modulus: int = 97  # p, Power et al. 2022
-    operation: str = "*"  # one of + - * /
+    operation: Literal["+", "-", "*", "/"] = "*"  # the keys of OPERATIONS
     train_fraction: float = 0.5  # share of the table used for training; the rest is `valid`
     probe_size: int = 0  # max examples per probe (0 = whole splits, as Power et al. evaluate)
 
@@ -56,8 +57,6 @@ class ModularConfig:
     def validate(self) -> None:
         if self.task != "modular":
             raise UserError(f"data.task={self.task!r} does not match ModularConfig; use 'modular'")
-        if self.operation not in OPERATIONS:
-            raise UserError(f"data.operation={self.operation!r} is not one of {' '.join(OPERATIONS)}")
         if self.modulus < 2:
             raise UserError(f"data.modulus={self.modulus} must be >= 2")
         if self.operation == "/" and not is_prime(self.modulus):

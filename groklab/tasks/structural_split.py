@@ -12,18 +12,17 @@ first token. `loss_on` decides which real positions carry a loss (padding never 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from groklab.errors import UserError
-from groklab.tasks.dataset import NO_TARGET, Split
-from groklab.tasks.knowledge import ABSENT
+from groklab.tasks.dataset import ABSENT, NO_TARGET, Split
 
-NO_LOSS = NO_TARGET  # target of a position without a loss (padding, and the input under loss_on="output")
-# ABSENT (-1): a missing value: no linear answer differing from the hierarchical one, tree rows past n - 1
+# ABSENT: no linear answer differing from the hierarchical one, tree rows past n - 1; NO_TARGET: no loss there
 ROLES = {"train": "train_sample", "test_id": "test", "test_ood": "gen", "grok": "gen"}  # grok on gen
 EOS = "<eos>"
-LOSS_MODES = ("full", "output")
+LossMode = Literal["full", "output"]  # a config's loss_on (see above)
 DRAW_BLOCK = 4096  # uniform numbers fetched from the generator at a time (one call per scalar is slow)
 
 Span = tuple[int, int]  # inclusive token positions of a constituent
@@ -118,7 +117,7 @@ def build_split(examples: list[Example], index: dict[str, int], eos: str, loss_o
             "tree": tree,
         },
         kinds=np.array([e.kind for e in examples], dtype=str),
-        targets=np.where(has_loss, full[:, 1:], NO_LOSS),
+        targets=np.where(has_loss, full[:, 1:], NO_TARGET),
         output_start=start,
         positions=start + np.array([e.decisive for e in examples], dtype=np.int64),
     )

@@ -1,6 +1,6 @@
-"""Figures of a report: grokking and accuracy against a swept key, tree-structuredness, per-run helpers.
+"""The report's figures across runs: grokking, accuracy and tree-structuredness against a swept key.
 
-Reads `RunResult`s only (run directories already loaded by `groklab.report`); never trains.
+Draws `RunResult`s (run directories already loaded by `groklab.results`); never trains.
 """
 
 from __future__ import annotations
@@ -8,19 +8,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from groklab import runs
+from groklab.figures import plt, save
+from groklab.results import NEVER_GROKKED, UNFINISHED, RunResult
 from groklab.sweep_file import format_value, short_names
 
-if TYPE_CHECKING:
-    from groklab.report import RunResult
-
-METRICS: list[tuple[str, Callable[[RunResult], Any]]] = [
-    ("grok step", lambda r: r.stats.get("grok_step")),
-    ("fit → grok delay (steps)", lambda r: r.delay()[0]),
-    ("grok epoch", lambda r: r.stats.get("grok_epoch")),
-    ("fit → grok delay (epochs)", lambda r: r.delay()[1]),
+# y axes: "log" (counts such as steps: log scale when every value is positive), "signed" (a delay, which can be
+# negative: linear, with a line at zero), "linear" (accuracies and scores)
+METRICS: list[tuple[str, Callable[[RunResult], Any], str]] = [
+    ("grok step", lambda r: r.stats.get("grok_step"), "log"),
+    ("fit → grok delay (steps)", lambda r: r.delay()[0], "signed"),
+    ("grok epoch", lambda r: r.stats.get("grok_epoch"), "log"),
+    ("fit → grok delay (epochs)", lambda r: r.delay()[1], "signed"),
 ]
 
 
@@ -41,8 +42,6 @@ def grok_figure(results: list[RunResult], key: str, keys: list[str], out: Path) 
     """Grok step and fit→grok delay (steps, epochs) against `key`: one line per combination of the other swept
     keys (seeds excepted), the mean over seeds where every seed grokked, each run as a dot, and a run that never
     grokked as a triangle at the top (open while it is still unfinished) — never silently dropped."""
-    from groklab.plots import plt
-
     others = [k for k in keys if k != key and not k.endswith(".seed")]
     numeric, order, x_of = x_axis([r.config.get(key) for r in results])
     replicated = any(k.endswith(".seed") for k in keys)
@@ -51,15 +50,15 @@ def grok_figure(results: list[RunResult], key: str, keys: list[str], out: Path) 
         label = ", ".join(f"{short_names(keys)[k]}={format_value(r.config.get(k))}" for k in others)
         series.setdefault(label, []).append(r)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=110, sharex=True)
-    for ax, (title, metric) in zip(axes.flat, METRICS, strict=True):
+    for ax, (title, metric, y_axis) in zip(axes.flat, METRICS, strict=True):
         for i, (label, group) in enumerate(series.items()):
             draw_series(ax, group, key, x_of, metric, f"C{i}", label or ("mean over seeds" if replicated else "runs"))
-        finish_axis(ax, title, key, numeric, order)
+        finish_axis(ax, title, key, numeric, order, y_axis)
     handles = axes[0][0].get_legend_handles_labels()[0] + legend_proxies(results)
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
     fig.suptitle(f"grokking against {key}")
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    return save(fig, out)
+    return save(fig, out, fig.dpi)
 
 
 def accuracy_metrics(results: list[RunResult]) -> list[tuple[str, Callable[[RunResult], Any]]]:
@@ -85,8 +84,6 @@ def accuracy_figure(results: list[RunResult], key: str, out: Path) -> Path:
     """Accuracies against `key` (the line: mean over every run at that value, whatever the other swept keys;
     every run a dot): for runs that never grok the grok-step figure is empty, and this one says how far
     each got."""
-    from groklab.plots import plt
-
     numeric, order, x_of = x_axis([r.config.get(key) for r in results])
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i, (label, metric) in enumerate(accuracy_metrics(results)):
@@ -100,24 +97,22 @@ def accuracy_figure(results: list[RunResult], key: str, out: Path) -> Path:
             ax.scatter([x] * len(by_x[x]), by_x[x], color=f"C{i}", s=12, alpha=0.5)
         ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], color=f"C{i}", marker="o", label=label,
                 linestyle=":" if "linear" in label else "-")
-    finish_axis(ax, f"accuracy against {key}", key, numeric, order)
-    ax.set(yscale="linear", ylim=(-0.02, 1.02), ylabel="accuracy")
+    finish_axis(ax, f"accuracy against {key}", key, numeric, order, "linear")
+    ax.set(ylim=(-0.02, 1.02), ylabel="accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return save(fig, out)
+    return save(fig, out, fig.dpi)
 
 
 def tree_projections(result: RunResult) -> list[dict]:
     """The run's tree-projection checkpoints (`groklab analyze --method tree-projection`), or []."""
-    found = sorted((result.run_dir / "analysis").glob("tree-projection-*.json"))
-    return runs.read_json(found[0])["checkpoints"] if found else []
+    found = runs.read_analyses(result.run_dir, "tree-projection")
+    return found[0]["checkpoints"] if found else []
 
 
 def tree_figure(results: list[RunResult], key: str, out: Path) -> Path | None:
     """Tree-structuredness (Murty et al. 2023): t_score against step for every run, and the last checkpoint's
     t_score and parse F1 against `key`. None when no run has been analysed."""
-    from groklab.plots import plt
-
     analysed = [(r, tree_projections(r)) for r in results]
     analysed = [(r, c) for r, c in analysed if c]
     if not analysed:
@@ -135,12 +130,12 @@ def tree_figure(results: list[RunResult], key: str, out: Path) -> Path | None:
     f1_axis = by_key.twinx()  # parse F1 lies in 0..1; t_score is unnormalised
     f1_axis.scatter(xs, [c[-1]["parse_f1"] for _, c in analysed], color="C1", marker="s", label="parse F1 (right)")
     f1_axis.set(ylim=(-0.02, 1.02), ylabel="parse F1")
-    finish_axis(by_key, f"tree-structuredness at the last checkpoint against {key}", key, numeric, order)
-    by_key.set(yscale="linear", ylabel="t_score")
+    finish_axis(by_key, f"tree-structuredness at the last checkpoint against {key}", key, numeric, order, "linear")
+    by_key.set(ylabel="t_score")
     by_key.legend(fontsize=8, loc="upper left")
     f1_axis.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    return save(fig, out)
+    return save(fig, out, fig.dpi)
 
 
 def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metric: Callable, color: str,
@@ -169,20 +164,21 @@ def legend_proxies(results: list[RunResult]) -> list[Any]:
 
     style = {"color": "grey", "linestyle": "none"}
     proxies = [Line2D([], [], marker="o", markersize=4, alpha=0.5, label="one run", **style)]
-    if any(r.state == "never grokked" for r in results):
+    if any(r.state == NEVER_GROKKED for r in results):
         proxies.append(Line2D([], [], marker="^", markersize=8, label="never grokked (drawn at the top)", **style))
-    if any(r.state == "unfinished" for r in results):
+    if any(r.state == UNFINISHED for r in results):
         proxies.append(Line2D([], [], marker="^", markersize=8, markerfacecolor="none",
                               label="unfinished, not grokked yet", **style))
     return proxies
 
 
-def finish_axis(ax: Any, title: str, key: str, numeric: bool, order: list[Any]) -> None:
+def finish_axis(ax: Any, title: str, key: str, numeric: bool, order: list[Any], y_axis: str) -> None:
+    """Scales, ticks at the swept values, title; `y_axis` is "log", "signed" or "linear" (see METRICS)."""
     ys = [y for line in ax.get_lines() if line.get_transform() == ax.transData for y in line.get_ydata()]
     ys += [p[1] for c in ax.collections for p in c.get_offsets()]
-    if "delay" not in title and ys and min(ys) > 0:
+    if y_axis == "log" and ys and min(ys) > 0:
         ax.set_yscale("log")
-    if "delay" in title:
+    if y_axis == "signed":
         ax.axhline(0, color="grey", linewidth=0.8)
     if numeric and order and min(order) > 0 and max(order) / min(order) >= 10:
         ax.set_xscale("log")
@@ -196,10 +192,3 @@ def finish_axis(ax: Any, title: str, key: str, numeric: bool, order: list[Any]) 
     ax.set_ymargin(0.2)
     ax.set(title=title, xlabel=key)
     ax.grid(alpha=0.3)
-
-
-def save(fig: Any, out: Path) -> Path:
-    """Atomic PNG write: temp file in the same folder, then rename."""
-    from groklab.plots import save_figure
-
-    return save_figure(fig, out, dpi=fig.dpi)

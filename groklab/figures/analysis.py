@@ -1,91 +1,31 @@
-"""Figures from run directories only (never from a live model)."""
+"""The figures of each analysis method, drawn from its JSON (`analysis/<method>-<split>.json`) and the run's
+metrics and summary. Every function here has the signature the method table names
+(`groklab.analysis.methods`): figure(analysis, metrics, summary, path) -> path.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # no screen needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from groklab.figures import plt, save
 
 
-def save_figure(fig: plt.Figure, path: Path, dpi: int = 120) -> Path:
-    """Write a PNG atomically (temp name, then rename) and free the figure."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-ROLE_STYLE = {
-    "train": ("tab:blue", "train"),
-    "test_id": ("tab:green", "test (ID)"),
-    "test_ood": ("tab:red", "test (OOD)"),
-}
-
-
-def accuracy_curves(
-    rows: list[dict], roles: dict[str, str], out: Path, title: str = "", summary: dict | None = None
-) -> Path:
-    """Train / test_id / test_ood accuracy against step, log x axis, with fit and grok steps marked."""
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    points = [r for r in rows if r["step"] > 0]
-    for role, (color, label) in ROLE_STYLE.items():
-        if role in roles:
-            key = f"{roles[role]}/acc"
-            ax.plot(
-                [r["step"] for r in points],
-                [r[key] for r in points],
-                color=color,
-                marker=".",
-                label=f"{label}: {roles[role]}",
-            )
-    shown = {roles[r] for r in ROLE_STYLE if r in roles}
-    for name in sorted({k.removesuffix("/acc") for r in points for k in r if k.endswith("/acc")} - shown):
-        ax.plot([r["step"] for r in points], [r[f"{name}/acc"] for r in points], linewidth=0.8, alpha=0.5,
-                linestyle="--", label=name)
-    color_of = {roles[r]: ROLE_STYLE[r][0] for r in ROLE_STYLE if r in roles}
-    for i, name in enumerate(sorted({k.removesuffix("/linear") for r in points for k in r if k.endswith("/linear")})):
-        steps = [r["step"] for r in points if f"{name}/linear" in r]  # sequence tasks: the linear-rule rate
-        ax.plot(steps, [r[f"{name}/linear"] for r in points if f"{name}/linear" in r], linestyle=":",
-                color=color_of.get(name, f"C{i + 3}"), label=f"{name}: follows the linear rule")
-    for key, style in (("fit_step", ":"), ("grok_step", "--")):
-        if summary and summary.get(key):
-            ax.axvline(
-                summary[key], color="grey", linestyle=style, label=f"{key.split('_')[0]} @ {summary[key]}"
-            )
-    ax.set(xscale="log", xlabel="optimisation step (log)", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, out)
-
-
-def run_accuracy_figure(run_dir: Path, summary: dict, title: str | None = None) -> Path:
-    """`accuracy.png` of a finished run, drawn from its own metrics.jsonl and summary."""
-    from groklab.runs import read_metrics
-
-    rows = read_metrics(run_dir)
-    return accuracy_curves(rows, summary["roles"], run_dir / "accuracy.png", title or run_dir.name, summary)
-
-
-def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
-    """MRR of each role's token per layer against training step (one panel per role), with the split's
+def logit_lens_curves(analysis: dict, metrics: list[dict], summary: dict, path: Path) -> Path:
+    """MRR of each target token per layer against training step (one panel per target), with the split's
     accuracy on a second axis: does the bridge become decodable in a middle layer as the run groks?"""
     checkpoints = analysis["checkpoints"]
-    roles = list(checkpoints[-1]["roles"]) if checkpoints else []
-    fig, axes = plt.subplots(1, max(1, len(roles)), figsize=(4.5 * max(1, len(roles)), 3.6), squeeze=False)
+    targets = list(checkpoints[-1]["targets"]) if checkpoints else []
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.5 * max(1, len(targets)), 3.6), squeeze=False)
     steps = [c["step"] for c in checkpoints]
     acc_key = f"{analysis['split']}/acc"
-    for ax, role in zip(axes[0], roles, strict=False):
+    for ax, target in zip(axes[0], targets, strict=False):
         n_states = analysis["n_layers"] + 1
         cmap = plt.get_cmap("viridis", n_states)
         for layer in range(n_states):
-            mrr = [c["roles"].get(role, {}).get("mrr", [float("nan")] * n_states)[layer] for c in checkpoints]
+            mrr = [c["targets"].get(target, {}).get("mrr", [float("nan")] * n_states)[layer] for c in checkpoints]
             ax.plot(steps, mrr, color=cmap(layer), marker=".", label=f"after {layer} blocks")
         twin = ax.twinx()
         acc = [(r["step"], r[acc_key]) for r in metrics if acc_key in r and r["step"] > 0]
@@ -93,12 +33,12 @@ def logit_lens_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
             twin.plot(*zip(*acc, strict=True), color="black", linestyle="--", linewidth=1, label=acc_key)
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel(f"{analysis['split']} accuracy (dashed)")
-        ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="optimisation step (log)", ylabel="MRR", title=role)
+        ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="optimisation step (log)", ylabel="MRR", title=target)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"logit lens on {analysis['split']} ({analysis['examples']} examples)")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save(fig, path)
 
 
 def nearest_checkpoint(checkpoints: list[dict], step: int) -> dict:
@@ -106,11 +46,10 @@ def nearest_checkpoint(checkpoints: list[dict], step: int) -> dict:
     return min(checkpoints, key=lambda c: abs(math.log(max(c["step"], 1)) - math.log(max(step, 1))))
 
 
-def causal_tracing_heatmaps(analysis: dict, summary: dict, path: Path) -> Path:
+def causal_tracing_heatmaps(analysis: dict, metrics: list[dict], summary: dict, path: Path) -> Path:
     """Causal strength over (layer, position) at the fit step, at the grok step (when there is one) and at the
-    end, and end − fit: the shape of Wang et al.'s Fig. 4. Each column traces its own token's perturbation."""
-    from groklab.analysis.roles import PERTURBED_TOKENS
-
+    end, and end − fit: the shape of Wang et al.'s Fig. 4. Each column traces its own token's perturbation;
+    columns are labelled with the JSON's `position_names` (every input position, e.g. attribute <q> e1 <mask> e2)."""
     checkpoints = analysis["checkpoints"]
     fit = nearest_checkpoint(checkpoints, summary.get("fit_step") or checkpoints[0]["step"])
     panels = [("fit", fit)]
@@ -119,26 +58,27 @@ def causal_tracing_heatmaps(analysis: dict, summary: dict, path: Path) -> Path:
     panels.append(("end", checkpoints[-1]))
     grids = [(f"{label}: step {c['step']:,}", np.asarray(c["strength"])) for label, c in panels]
     grids.append(("end − fit", grids[-1][1] - grids[0][1]))
-    names = sorted(PERTURBED_TOKENS.get(analysis["task"], {}), key=PERTURBED_TOKENS[analysis["task"]].get)
     n_states, n_pos = grids[0][1].shape
-    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids) + 1, 0.45 * n_states + 1.8), squeeze=False)
-    for ax, (title, grid) in zip(axes[0], grids, strict=True):
-        diff = title.startswith("end −")
+    names = analysis.get("position_names") or list(range(n_pos))  # older JSON: position numbers
+    width = max(2.6, 0.8 * n_pos + 0.6)  # per panel: room for a label under each of n_pos columns
+    fig, axes = plt.subplots(1, len(grids), figsize=(width * len(grids) + 1, 0.45 * n_states + 2), squeeze=False)
+    for i, (ax, (title, grid)) in enumerate(zip(axes[0], grids, strict=True)):
+        diff = i == len(grids) - 1  # the last panel is the difference end − fit
         image = ax.imshow(grid, origin="lower", aspect="auto", cmap="RdBu_r" if diff else "viridis",
                           vmin=-1 if diff else 0, vmax=1)
         for (i, q), v in np.ndenumerate(grid):
             ax.text(q, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.5 else "k")
-        ax.set_xticks(range(n_pos), names if len(names) == n_pos else range(n_pos))
+        ax.set_xticks(range(n_pos), names, rotation=30 if n_pos > 3 else 0, ha="right" if n_pos > 3 else "center")
         ax.set_yticks(range(n_states))
         ax.set(title=title, xlabel="position (its own token perturbed)", ylabel="state after i blocks")
         fig.colorbar(image, ax=ax, fraction=0.05)
     fig.suptitle(f"causal tracing on {analysis['split']} ({analysis['examples']} examples): "
                  "fraction of predictions changed by patching S[i, position]")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save(fig, path)
 
 
-def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
+def causal_tracing_curves(analysis: dict, metrics: list[dict], summary: dict, path: Path) -> Path:
     """Causal strength of each intermediate state S[i, q] (0 < i < n_layers) against training step, one panel per
     perturbed token, with the split's accuracy dashed: does the information route change as the run groks
     (e.g. the head's effect moving from S[i, r2] to the bridge state S[i, r1])?"""
@@ -149,7 +89,8 @@ def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Pa
     styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, len(perturbed), figsize=(4.6 * len(perturbed), 3.8), squeeze=False)
     curves = {}  # the traced split's accuracy, and the ID test accuracy that shows the grokking
-    for key, style in ((f"{analysis['split']}/acc", "-"), ("test_inferred_id/acc", "--")):
+    test_id = summary.get("roles", {}).get("test_id", "test_inferred_id")
+    for key, style in ((f"{analysis['split']}/acc", "-"), (f"{test_id}/acc", "--")):
         points = [(r["step"], r[key]) for r in metrics if key in r and r["step"] > 0]
         if points and key not in curves:
             curves[key] = (points, style)
@@ -170,10 +111,10 @@ def causal_tracing_curves(analysis: dict, metrics: list[dict], path: Path) -> Pa
         ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.suptitle(f"causal tracing on {analysis['split']}: strength of intermediate states against step")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save(fig, path)
 
 
-def tree_projection_curves(analysis: dict, metrics: list[dict], path: Path) -> Path:
+def tree_projection_curves(analysis: dict, metrics: list[dict], summary: dict, path: Path) -> Path:
     """t_score and parse F1 of the tree projections against training step, with every accuracy curve of the
     run dashed on a second axis: does the model become tree-like as it groks (Murty et al. 2023, Fig. 5)?"""
     checkpoints = analysis["checkpoints"]
@@ -211,4 +152,4 @@ def tree_projection_curves(analysis: dict, metrics: list[dict], path: Path) -> P
         f"{last.get('layer')} blocks, {last.get('decoder')} decoder)"
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save(fig, path)

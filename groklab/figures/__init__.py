@@ -1,0 +1,29 @@
+"""Figures, drawn from what run directories hold (metrics, summaries, analysis JSON), never from a live model
+and never by importing analysis code: labels come from the data written beside each figure.
+
+    accuracy.py     one run's accuracy curves (its accuracy.png and the report's per-run figures)
+    analysis.py     the figures of each analysis method (named in groklab.analysis.methods)
+    across_runs.py  the report's figures: grokking and accuracy against a swept key
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from groklab import runs  # noqa: E402
+
+
+def save(fig: Any, path: Path, dpi: float = 120) -> Path:
+    """Write a PNG through the run directory's atomic writer, and free the figure."""
+    runs.write_figure(fig, path, dpi)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["plt", "save"]

@@ -1,0 +1,75 @@
+"""One run's accuracy against step: its `accuracy.png`, and the per-run figures of a report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from groklab import runs
+from groklab.figures import plt, save
+
+# role -> (colour, label, line width, line style): the test probes bold, the knowledge base's atomic facts thin
+ROLE_STYLE = {
+    "train": ("tab:blue", "train", 1.5, "-"),
+    "test_id": ("tab:green", "test (ID)", 1.5, "-"),
+    "test_ood": ("tab:red", "test (OOD)", 1.5, "-"),
+    "atomic_id": ("tab:cyan", "atomic (ID)", 0.9, "--"),
+    "atomic_ood": ("tab:orange", "atomic (OOD)", 0.9, "--"),
+}
+
+
+def probes_by_role(roles: dict[str, str]) -> dict[str, str]:
+    """Probe -> the first role (in ROLE_STYLE order) that names it, so a probe with two roles is drawn once."""
+    out: dict[str, str] = {}
+    for role in ROLE_STYLE:
+        if role in roles:
+            out.setdefault(roles[role], role)
+    return out
+
+
+def curve(points: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Steps and values of `key` (NaN where a row lacks it)."""
+    return [r["step"] for r in points], [r.get(key, math.nan) for r in points]
+
+
+def draw_roles(ax, points: list[dict], roles: dict[str, str]) -> None:
+    """Each role's probe in its style, labelled with its probe name. A task that names a "grok" role (its grok
+    step is read on another probe than the ID test) has that probe drawn bold and marked."""
+    grok_probe = roles.get("grok")
+    for probe, role in probes_by_role(roles).items():
+        color, label, width, style = ROLE_STYLE[role]
+        marked = probe == grok_probe
+        ax.plot(*curve(points, f"{probe}/acc"), color=color, linestyle=style, linewidth=width * (1.8 if marked else 1),
+                marker="." if width > 1 else None, label=f"{label}: {probe}" + (" (grok probe)" if marked else ""))
+
+
+def accuracy_curves(
+    rows: list[dict], roles: dict[str, str], out: Path, title: str = "", summary: dict | None = None
+) -> Path:
+    """Accuracy against step (log x axis) of the probes named by the run's roles — train, the ID and OOD tests
+    and the atomic facts — and of any other probe, with fit and grok steps marked."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    points = [r for r in rows if r["step"] > 0]
+    draw_roles(ax, points, roles)
+    shown = set(probes_by_role(roles))
+    for name in sorted({k.removesuffix("/acc") for r in points for k in r if k.endswith("/acc")} - shown):
+        ax.plot(*curve(points, f"{name}/acc"), linewidth=0.8, alpha=0.5, linestyle="--", label=name)
+    color_of = {probe: ROLE_STYLE[role][0] for probe, role in probes_by_role(roles).items()}
+    for i, name in enumerate(sorted({k.removesuffix("/linear") for r in points for k in r if k.endswith("/linear")})):
+        steps = [r["step"] for r in points if f"{name}/linear" in r]  # sequence tasks: the linear-rule rate
+        ax.plot(steps, [r[f"{name}/linear"] for r in points if f"{name}/linear" in r], linestyle=":",
+                color=color_of.get(name, f"C{i + 3}"), label=f"{name}: follows the linear rule")
+    for key, style in (("fit_step", ":"), ("grok_step", "--")):
+        if summary and summary.get(key):
+            ax.axvline(summary[key], color="grey", linestyle=style, label=f"{key.split('_')[0]} @ {summary[key]}")
+    ax.set(xscale="log", xlabel="optimisation step (log)", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return save(fig, out)
+
+
+def run_accuracy_figure(run_dir: Path, summary: dict, title: str | None = None) -> Path:
+    """`accuracy.png` of a finished run, drawn from its own metrics.jsonl and summary."""
+    rows = runs.read_metrics(run_dir)
+    return accuracy_curves(rows, summary["roles"], run_dir / runs.ACCURACY_FIGURE, title or run_dir.name, summary)

@@ -1,0 +1,116 @@
+"""Run results as a report reads them: each run's flattened config, metrics and grokking statistics, loaded from
+run and sweep directories through `groklab.runs`. Data only; `groklab.figures` draws it, `groklab.report`
+tabulates it. Works on sweeps that are still training: an unfinished run's statistics come from the metrics
+it has logged so far.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from groklab import runs
+from groklab.config import flatten
+from groklab.errors import UserError
+from groklab.grokking import NEVER, summarize
+from groklab.sweep import IGNORED_WHEN_COMPARING, MANIFEST
+
+GROKKED, NEVER_GROKKED, UNFINISHED = "grokked", f"{NEVER} grokked", "unfinished"  # RunResult.state
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run as its files describe it. `stats` has summary.json's fields; while the run is unfinished they
+    are detected from metrics.jsonl the same way, so a live sweep reports what it has so far."""
+
+    name: str
+    run_dir: Path
+    config: dict[str, Any]  # flattened config.json: {"data.phi": 12.6, ...}
+    rows: list[dict]
+    stats: dict
+    finished: bool
+
+    @property
+    def state(self) -> str:
+        if self.stats.get("grok_step") is not None:
+            return GROKKED
+        return NEVER_GROKKED if self.finished else UNFINISHED
+
+    def delay(self) -> tuple[int | None, float | None]:
+        """fit → grok delay in steps and in epochs (negative when test reaches its level before train fits)."""
+        s = self.stats
+        steps = s["grok_step"] - s["fit_step"] if s.get("grok_step") is not None and s.get("fit_step") else None
+        epochs = s["grok_epoch"] - s["fit_epoch"] if steps is not None and s.get("fit_epoch") is not None else None
+        return steps, epochs
+
+    def final_acc(self, role: str) -> float | None:
+        probe = self.stats["roles"].get(role)
+        return self.stats["final"].get(probe)
+
+
+def task_roles(task: str, rows: list[dict]) -> dict[str, str]:
+    """The task's probe roles (as summary.json would give them) for unfinished runs: those of its TaskSpec
+    whose probe has been logged (empty probes never are)."""
+    from groklab.tasks import TASKS
+
+    if task not in TASKS:
+        raise UserError(f"unknown data.task={task!r} in a run's {runs.CONFIG}")
+    present = {k.removesuffix("/acc") for r in rows for k in r}
+    return {role: probe for role, probe in TASKS[task].roles.items() if probe in present or not rows}
+
+
+def live_stats(config: dict, rows: list[dict]) -> dict:
+    """summary.json's fields from the metrics logged so far."""
+    roles = task_roles(config["data.task"], rows)
+    last = rows[-1] if rows else {}
+    return summarize(rows, roles, config["train.fit_threshold"], config["train.grok_threshold"]) | {
+        "final_step": last.get("step", 0),
+        "elapsed_s": last.get("elapsed_s", 0.0),
+    }
+
+
+def load_run(run_dir: Path, name: str | None = None) -> RunResult:
+    cfg = flatten(runs.read_json(run_dir / runs.CONFIG))
+    rows = runs.read_metrics(run_dir)
+    finished = runs.is_finished(run_dir)
+    stats = runs.read_summary(run_dir) if finished else live_stats(cfg, rows)
+    return RunResult(name or run_dir.name, run_dir, cfg, rows, stats, finished)
+
+
+def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], list[str]]:
+    """Runs, swept keys, sweep manifests and names of sweep runs not started yet, from run or sweep folders.
+    Swept keys come from sweep.json; for loose runs they are the config keys whose values differ."""
+    results, keys, sweeps, missing = [], [], [], []
+    for path in paths:
+        if (path / MANIFEST).is_file():
+            manifest = runs.read_json(path / MANIFEST)
+            sweeps.append(manifest)
+            keys += [k for k in manifest["keys"] if k not in keys]
+            for run in manifest["runs"]:
+                run_dir = path / run["dir"]
+                if runs.is_run(run_dir):
+                    results.append(load_run(run_dir, run["name"]))
+                else:
+                    missing.append(run["name"])
+        elif runs.is_run(path):
+            results.append(load_run(path))
+        else:
+            raise UserError(
+                f"{path} is neither a run directory ({runs.CONFIG}) nor a sweep directory ({MANIFEST})"
+            )
+    if not sweeps and len(results) > 1:
+        every = sorted({k for r in results for k in r.config} - IGNORED_WHEN_COMPARING)
+        keys = [k for k in every if len({json.dumps(r.config.get(k)) for r in results}) > 1]
+    return unique_names(results), keys, sweeps, missing
+
+
+def unique_names(results: list[RunResult]) -> list[RunResult]:
+    """Two runs of the same folder name (from different sweeps) get " (2)", " (3)" ... appended."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in results:
+        seen[r.name] = seen.get(r.name, 0) + 1
+        out.append(r if seen[r.name] == 1 else replace(r, name=f"{r.name} ({seen[r.name]})"))
+    return out
