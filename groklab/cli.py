@@ -157,8 +157,8 @@ def format_summary(summary: dict) -> str:
     fitted = ", ".join(summary.get("fit_probes", [])) or "train"
     grok_probe = summary.get("grok_probe", "test_id")
     lines = [
-        f"{'fit step (all of ' + fitted + ' >= threshold)':34s} {show(summary['fit_step'])}",
-        f"{'grok step (' + grok_probe + ' >= threshold)':34s} {show(summary['grok_step'])}",
+        f"{'fit step (all training probes)':34s} {show(summary['fit_step'])}   ({fitted} >= fit threshold)",
+        f"{'grok step':34s} {show(summary['grok_step'])}   ({grok_probe} >= grok threshold)",
         f"{'grok / fit':34s} {show(summary['grok_over_fit'])}",
         f"{'train reaches grok level at step':34s} {show(summary['train_reaches_grok_level_step'])}",
         f"{'final step':34s} {show(summary['final_step'])}   ({summary['elapsed_s']:.0f}s)",
