@@ -23,9 +23,7 @@ never reached) is counted as "k of n never", never averaged.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
 import re
 import statistics
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from typing import Any
 
 from groklab import config
 from groklab.errors import UserError
+from groklab.runs import CONFIG, SUMMARY, read_json, write_text
 
 BEGIN, END = "<!-- claims:begin -->", "<!-- claims:end -->"
 MIN_RUNS = 3  # fewer runs than this get no interval
@@ -177,16 +176,8 @@ def run_folders(root: Path, claim: Claim) -> list[Path]:
 
 
 def load_run(folder: Path) -> Run:
-    def read(name: str) -> dict:
-        path = folder / name
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path} is missing: commit each run's summary.json and config.json") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} is not valid JSON ({exc})") from None
-
-    return Run(folder, read("summary.json"), read("config.json"))
+    fix = f"commit each run's {SUMMARY} and {CONFIG}"
+    return Run(folder, read_json(folder / SUMMARY, fix), read_json(folder / CONFIG, fix))
 
 
 def dotted(obj: Any, path: str, where: str) -> Any:
@@ -316,12 +307,6 @@ def first_difference(old: str, new: str) -> str:
     return line[:80] if line is not None else "(a row added or removed)"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def rebuild(docs: Path, check: bool = False) -> str:
     """Rebuild (or, with `check`, compare) the claims table of docs/results.md; returns a line to print."""
     results = docs / "results.md"
@@ -340,5 +325,5 @@ def rebuild(docs: Path, check: bool = False) -> str:
         return f"{results}: the claims table is up to date ({len(claims)} claims, {pending} pending)"
     if new == old:
         return f"{results}: the claims table was already up to date ({len(claims)} claims, {pending} pending)"
-    write_atomic(results, new)
+    write_text(results, new)
     return f"wrote {results}: {len(claims)} claims, {pending} pending"

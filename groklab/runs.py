@@ -104,11 +104,13 @@ def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
-def read_json(path: Path) -> dict:
+def read_json(path: Path, missing_fix: str | None = None) -> dict:
+    """A run file's JSON; a missing or broken file is one UserError (`missing_fix`: what to do when it is absent)."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path} is missing; is {path.parent} a groklab run directory?") from None
+        fix = f": {missing_fix}" if missing_fix else f"; is {path.parent} a groklab run directory?"
+        raise UserError(f"{path} is missing{fix}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); restore or delete the run") from None
 
