@@ -16,10 +16,7 @@ FIT_ROLES = ("train", "atomic_id", "atomic_ood")
 
 def first_step_at(rows: list[dict], key: str, threshold: float) -> int | None:
     """The first logged step whose `key` is at least `threshold`, or None if it never gets there."""
-    for row in rows:
-        if row.get(key) is not None and row[key] >= threshold:
-            return int(row["step"])
-    return None
+    return first_step_all_at(rows, [key], threshold)
 
 
 def first_step_all_at(rows: list[dict], keys: list[str], threshold: float) -> int | None:

@@ -130,6 +130,7 @@ class ProbeEvaluator:
         self.probe_of_row = torch.repeat_interleave(torch.arange(len(parts)), sizes).to(device)
         self.batch_size = batch_size
         self.group_keys, self.group_rows, self.group_of_row = self._groups(data, sizes, device)
+        self.group_sizes = torch.bincount(self.group_of_row, minlength=len(self.group_keys)).double()
 
     def _groups(self, data: TaskData, sizes: Tensor, device: torch.device) -> tuple[list[str], Tensor, Tensor]:
         """Metric keys of the breakdown groups, and (row in `all`, group number) pairs for one index_add."""
@@ -165,11 +166,9 @@ class ProbeEvaluator:
     def _per_group(self, acc: Tensor) -> dict[str, float]:
         if not self.group_keys:
             return {}
-        n = len(self.group_keys)
-        total = torch.zeros(n, dtype=torch.double, device=acc.device)
+        total = torch.zeros(len(self.group_keys), dtype=torch.double, device=acc.device)
         total.index_add_(0, self.group_of_row, acc[self.group_rows])
-        count = torch.zeros_like(total).index_add_(0, self.group_of_row, torch.ones_like(total[self.group_of_row]))
-        return dict(zip(self.group_keys, (total / count).tolist(), strict=True))
+        return dict(zip(self.group_keys, (total / self.group_sizes).tolist(), strict=True))
 
     def _per_probe(self, scores: dict[str, Tensor]) -> dict[str, float]:
         """Means per probe (one host transfer); `linear` is averaged over the rows where the rules differ and

@@ -1,11 +1,11 @@
 """Which token each method decodes or perturbs, and where, read from the task's own fact structure (never by
 re-parsing strings).
 
-A logit-lens target is (field, position): the token id in `split.fields[field]` is looked for in the residual
-stream at input position `position`; ANSWER_POSITION means the answer position (the last real input token).
+A logit-lens target is (field, token): the token id in `split.fields[field]` is looked for in the residual
+stream at the input position of the named token (`LAST`: the answer position, the last real input token).
 Causal tracing perturbs each named input token in turn. Composition inputs are `h r1 r2` (bridge entity
 expected at r1, Wang et al. §3.3); comparison inputs are `attr <q> e1 <mask> e2` (the paper's template) or
-`attr e1 e2` (each entity's attribute value expected at its own position, §4): the tables below hold the
+`attr e1 e2` (each entity's attribute value expected at its own position, §4): PERTURBED_TOKENS holds the
 short template's positions, and `token_positions` / `targets` give a split's real ones.
 """
 
@@ -17,10 +17,12 @@ from groklab.tasks.comparison import TEMPLATE_POSITIONS, template_of
 from groklab.tasks.dataset import Split, Vocab
 
 ANSWER_POSITION = -1  # a target's position meaning "the answer position", wherever each row's input ends
+LAST = "last"  # a target's token meaning the answer position
 
-TARGETS: dict[str, dict[str, tuple[str, int]]] = {
-    "composition": {"bridge@r1": ("bridge", 1), "r2@r2": ("r2", 2), "answer@last": ("answer", ANSWER_POSITION)},
-    "comparison": {"v1@e1": ("v1", 1), "v2@e2": ("v2", 2), "answer@last": ("answer", ANSWER_POSITION)},
+# logit lens: target name -> (field whose token is decoded, input token at whose position it is looked for)
+TARGETS: dict[str, dict[str, tuple[str, str]]] = {
+    "composition": {"bridge@r1": ("bridge", "r1"), "r2@r2": ("r2", "r2"), "answer@last": ("answer", LAST)},
+    "comparison": {"v1@e1": ("v1", "e1"), "v2@e2": ("v2", "e2"), "answer@last": ("answer", LAST)},
 }
 
 # Causal tracing perturbs each input token in turn (science.md §6): token name -> its input position.
@@ -38,11 +40,9 @@ def token_positions(task: str, split: Split) -> dict[str, int]:
 
 
 def targets(task: str, split: Split) -> dict[str, tuple[str, int]]:
-    """TARGETS[task] with positions moved to where `split`'s template puts each token."""
-    if task != "comparison":
-        return dict(TARGETS[task])
-    at = token_positions(task, split)
-    return {"v1@e1": ("v1", at["e1"]), "v2@e2": ("v2", at["e2"]), "answer@last": ("answer", ANSWER_POSITION)}
+    """TARGETS[task] as (field, input position) for `split`, its tokens placed where its template puts them."""
+    at = token_positions(task, split) | {LAST: ANSWER_POSITION}
+    return {name: (field, at[token]) for name, (field, token) in TARGETS[task].items()}
 
 
 def position_names(task: str, split: Split, vocab: Vocab) -> list[str]:

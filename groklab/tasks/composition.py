@@ -48,10 +48,11 @@ class CompositionConfig:
     test_id_prob: float = 0.005  # P(an ID-ID two-hop fact goes to test_inferred_id rather than the pool)
     phi: float = 7.2  # φ: inferred/atomic-ID ratio, Wang et al. §3.1
     probe_size: int = 3000  # max examples sampled per probe split (0 = all)
-    # Each atomic fact appears this many times per epoch. 1 is the paper's design; > 1 is OUR DEVIATION: a small
-    # model under strong weight decay forgets the OOD atomic facts, which (unlike ID ones) no inferred fact
-    # rehearses (docs/science.md §10); repeating every atomic fact keeps them memorised. φ still counts
-    # distinct inferred facts per distinct ID atomic fact.
+    # Each atomic fact appears this many times per epoch. 1 is the paper's design; > 1 is OUR DEVIATION, meant
+    # for a small model that forgets the OOD atomic facts, which (unlike ID ones) no inferred fact rehearses
+    # (docs/science.md §10). Measured: ×3 lifted ood_atomic only to 0.90 at a constant lr; a decaying lr, not
+    # repetition, memorised them all (docs/LOG.md, 2026-12-02). φ still counts distinct inferred facts per
+    # distinct ID atomic fact.
     atomic_repeat: int = 1
 
     @property

@@ -38,12 +38,12 @@ import numpy as np
 
 from groklab.errors import UserError
 from groklab.tasks import TASKS
+from groklab.tasks.comparison import SEPARATORS, TEMPLATE_POSITIONS
 from groklab.tasks.dataset import Split, TaskData, Vocab
 from groklab.tasks.knowledge import ABSENT, lookup_pairs
 
 FORMAT = "groklab-dataset/1"
 SPECIALS = ("<mask>", "<sep>", "<a>", "</a>", "<q>", "</q>")  # the paper notebooks' special tokens
-COMPARISON_SEPARATORS = ("<q>", "<mask>")  # input tokens of comparison's paper template, kept on loading
 # (task, kind) -> (input_text, answer part of target_text), as formed by the paper's notebooks
 PAPER_TEMPLATES = {
     ("composition", "atomic"): ("{0}{1}", "{a}</a>"),
@@ -327,7 +327,8 @@ def _fields(task: str, inputs: np.ndarray, answers: np.ndarray, table: tuple) ->
             "answer": answers,
         }
     attr = np.where(atomic, inputs[:, 1], inputs[:, 0])
-    e1, e2 = (inputs[:, 2], inputs[:, 4]) if inputs.shape[1] == 5 else (inputs[:, 1], inputs[:, 2])  # template
+    at = TEMPLATE_POSITIONS["paper" if inputs.shape[1] == 5 else "short"]
+    e1, e2 = inputs[:, at["e1"]], inputs[:, at["e2"]]
     return {
         "attribute": attr,
         "entity": keep(inputs[:, 0], atomic),
@@ -363,7 +364,7 @@ def _load_paper(path: Path) -> TaskData:
         raise UserError(f"{path}: train.json and test.json must be JSON lists of items; {fix}")
     types = [str(item.get("type", "test_inferred")) if isinstance(item, dict) else "" for item in test_items]
     task = _detect_task(vocab, set(types), path / "vocab.json")
-    keep = COMPARISON_SEPARATORS if task == "comparison" and set(COMPARISON_SEPARATORS) <= set(names) else ()
+    keep = SEPARATORS if task == "comparison" and set(SEPARATORS) <= set(names) else ()
     if keep:  # comparison keeps the paper template's `<q>` and `<mask>` as input tokens
         vocab = Vocab(("<pad>", *dict.fromkeys(t for t in names if t not in SPECIALS or t in keep)))
         index = vocab.index()
