@@ -11,7 +11,7 @@ $(BIN)/groklab: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev,hf,tl,ray]"  # hf, tl: the export tests load our models for real; ray: the sweep backend test
+	$(BIN)/python -m pip install -q -e ".[dev,hf,tl,ray,tb,wandb]"  # hf, tl: the export tests load our models for real; ray: the sweep backend test; tb, wandb: the trackers' tests read the mirrors back
 	touch $(BIN)/groklab
 
 venv: $(BIN)/groklab

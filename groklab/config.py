@@ -134,6 +134,9 @@ class TrainConfig:
     fit_threshold: float = 0.99  # fit: first eval where the train probe reaches this accuracy
     grok_threshold: float = 0.95  # grok: first eval where the test_id probe reaches this accuracy
     stop_on_grok: bool = False  # stop at the first eval where the run has both fit and grokked
+    # mirrors of metrics.jsonl (groklab/trackers.py), updated at each checkpoint; metrics.jsonl stays the record
+    tensorboard: bool = False  # event files in RUN/tensorboard/ (extra [tb])
+    wandb: Literal["off", "offline"] = "off"  # Weights & Biases, never online: `wandb sync` uploads (extra [wandb])
 
     def validate(self) -> None:
         positive = ("steps", "batch_size", "eval_points", "eval_start", "ckpt_points", "check_every")

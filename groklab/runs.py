@@ -4,6 +4,7 @@
     metrics.jsonl  one object per evaluation      summary.json   fit/grok steps and final accuracies
     ckpt/step_*/   atomic checkpoints             accuracy.png   every probe's accuracy vs step
     analysis/      <method>-<probe>.json and its figures (`groklab analyze`)
+    tensorboard/   wandb/                        mirrors of metrics.jsonl (`groklab.trackers`), ledger .mirrored.json
 
 It names these files (once, below), opens a run for reading (config, summary, metrics, analysis files, the
 data it trained on), says when a run is finished, and holds the one atomic writer that every file goes through.
@@ -40,6 +41,9 @@ ACCURACY_FIGURE = "accuracy.png"
 ANALYSIS_DIR = "analysis"
 CKPT_DIR = "ckpt"
 LOCK = ".lock"
+TENSORBOARD_DIR = "tensorboard"  # train.tensorboard = true: event files mirroring metrics.jsonl
+WANDB_DIR = "wandb"  # train.wandb = "offline": W&B's own folder, offline-run-<time>-<id>/ per process
+MIRRORED = ".mirrored.json"  # the last step each mirror holds, so a resumed run never writes a point twice
 
 
 # --- the one atomic writer ------------------------------------------------------------------------------------

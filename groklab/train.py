@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from groklab import checkpoint, config, runs
+from groklab import checkpoint, config, runs, trackers
 from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics
 from groklab.errors import UserError
 from groklab.grokking import summarize
@@ -252,6 +252,7 @@ class Trainer:
         """Train from the current step to the end; returns the summary."""
         rows = runs.read_metrics(self.run_dir)
         first = self.step
+        mirrors = trackers.Mirrors(self.cfg, self.run_dir)  # TensorBoard / W&B copies of metrics.jsonl, if asked for
         bar = tqdm(
             total=self.cfg.train.steps,
             initial=first,
@@ -261,21 +262,28 @@ class Trainer:
             mininterval=0.5,
         )
         tic = time.perf_counter()
-        while True:
-            if self.step in self.eval_steps and not (rows and rows[-1]["step"] == self.step):
-                self.elapsed += time.perf_counter() - tic
-                tic = time.perf_counter()
-                rows.append(self.log_eval())
-                bar.set_postfix_str(self._postfix(rows[-1]), refresh=False)
-            stop = self.step >= self.cfg.train.steps or (self.cfg.train.stop_on_grok and self._done(rows))
-            if (self.step in self.ckpt_steps or stop) and self.step != first:
-                self.elapsed += time.perf_counter() - tic
-                tic = time.perf_counter()
-                checkpoint.save(self.run_dir, self.step, self.model, self.state())
-            if stop:
-                break
-            self.update()
-            bar.update(1)
+        failed = True
+        try:
+            while True:
+                if self.step in self.eval_steps and not (rows and rows[-1]["step"] == self.step):
+                    self.elapsed += time.perf_counter() - tic
+                    tic = time.perf_counter()
+                    rows.append(self.log_eval())
+                    bar.set_postfix_str(self._postfix(rows[-1]), refresh=False)
+                stop = self.step >= self.cfg.train.steps or (self.cfg.train.stop_on_grok and self._done(rows))
+                if (self.step in self.ckpt_steps or stop) and self.step != first:
+                    self.elapsed += time.perf_counter() - tic
+                    tic = time.perf_counter()
+                    checkpoint.save(self.run_dir, self.step, self.model, self.state())
+                    mirrors.flush(rows, upto=self.step)  # rows up to a checkpoint are never recomputed: mirror them
+                if stop:
+                    break
+                self.update()
+                bar.update(1)
+            mirrors.flush(rows, upto=self.step)  # a resume at the last step: killed between its checkpoint and mirrors
+            failed = False
+        finally:
+            mirrors.close(failed)
         bar.close()
         summary = self.write_summary(rows)
         self._lock.close()
@@ -306,6 +314,7 @@ class Trainer:
 def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, progress: bool = True) -> Trainer:
     """A new run in `run_dir` (which must be empty or absent)."""
     runs.check_new(run_dir)
+    trackers.check_installed(cfg.train)  # a missing tensorboard / wandb stops us before the run folder exists
     data = runs.load_task_data(cfg, data_dir)
     if data.task != cfg.data.task:
         raise UserError(
@@ -323,6 +332,7 @@ def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, pro
 def resume(run_dir: Path, progress: bool = True) -> Trainer:
     """Reopen a run at its newest good checkpoint, dropping metrics logged after it."""
     cfg, data = runs.open_run(run_dir)
+    trackers.check_installed(cfg.train)
     trainer = Trainer(cfg, run_dir, data, progress)
     step = checkpoint.latest_good(run_dir)
     if step is not None:
