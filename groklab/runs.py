@@ -91,20 +91,24 @@ def write_figure(fig: Any, path: Path, dpi: float) -> Path:
 @contextmanager
 def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
     """Fill the yielded temp folder; on success it is renamed to `final`, so `final` is whole or absent (a
-    checkpoint, an export). `replace`: an existing `final` is removed first (a checkpoint saved again);
-    otherwise `final` must be absent or empty: never delete what someone else put there."""
+    checkpoint, an export, a dataset). `replace`: an existing `final` is swapped out (renamed aside, the new
+    folder renamed in, then the old one deleted), so the old one stays whole until the new one is in place (a
+    checkpoint saved again, a dataset regenerated); otherwise `final` must be absent or empty: never delete what
+    someone else put there. Leftovers of a crash are dot-folders named like `temp_sibling`'s."""
     tmp = temp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    old = temp_sibling(final.with_name(f"{final.name}.old"))
     try:
         yield tmp
-        if replace:
-            shutil.rmtree(final, ignore_errors=True)
+        if replace and final.exists():
+            os.replace(final, old)
         elif final.exists():
             final.rmdir()
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- reading ------------------------------------------------------------------------------------------------------

@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.runs import atomic_dir
 from groklab.tasks import TASKS
 from groklab.tasks.comparison import SEPARATORS, TEMPLATE_POSITIONS
 from groklab.tasks.dataset import Split, TaskData, Vocab
@@ -101,22 +99,11 @@ def _is_dataset(path: Path) -> bool:
 
 @contextmanager
 def _atomic_dir(out_dir: Path) -> Iterator[Path]:
+    """runs.atomic_dir for a dataset folder: an existing dataset is replaced, any other non-empty folder refused."""
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not _is_dataset(out_dir))):
         raise UserError(f"{out_dir} exists and is not a dataset folder; choose another --out or remove it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, replace=True) as tmp:
         yield tmp
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write(path: Path, data: bytes) -> str:
