@@ -199,7 +199,7 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     out = args.out or Path("runs") / spec.name
     results = sweep.run(spec, out, args.jobs, args.backend, args.address)
     started = [r["name"] for r in results if runs.is_run(out / r["name"])]
-    print(report.format_table(*report.table([load_run(out / n, n) for n in started], list(spec.grid))))
+    print(report.format_table(*report.table([load_run(out / n, n) for n in started], spec.keys)))
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(r.get("traceback", ""), end="", file=sys.stderr)

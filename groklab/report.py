@@ -18,7 +18,7 @@ from typing import Any
 from groklab import runs
 from groklab.errors import UserError
 from groklab.results import RunResult, collect
-from groklab.sweep_file import format_value, short_names
+from groklab.sweep_file import METHOD, format_value, short_names
 
 
 # --- the summary table --------------------------------------------------------------------------------------
@@ -75,7 +75,9 @@ def write(paths: list[Path], out: Path | None = None) -> Path:
         raise UserError(f"no run in {', '.join(map(str, paths))} has started yet; nothing to report")
     out.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, Path]] = []
-    for key in [k for k in keys if not k.endswith(".seed")] or keys:
+    compared = methods_section(results, keys, sweeps, out) if METHOD in keys else ""
+    # with [methods], the method is the one axis: each method's own settings are in its section
+    for key in [METHOD] if compared else [k for k in keys if not k.endswith(".seed")] or keys:
         png = out / f"grok-vs-{file_name(key)}.png"
         figures.append((f"grokking against {key}", grok_figure(results, key, keys, png)))
         png = out / f"accuracy-vs-{file_name(key)}.png"
@@ -88,8 +90,31 @@ def write(paths: list[Path], out: Path | None = None) -> Path:
         png = out / f"accuracy-{file_name(r.name)}.png"
         accuracy_curves(r.rows, r.stats["roles"], png, title=r.name, summary=r.stats)
         curves.append((r.name, png))
-    page = render(paths, results, keys, sweeps, missing, figures, curves)
+    page = render(paths, results, keys, sweeps, missing, figures, curves, compared)
     return runs.write_text(out / "index.html", page)
+
+
+def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict], out: Path) -> str:
+    """HTML for a sweep with [methods]: the per-variant table over seeds and the steps-to-grok figures."""
+    from groklab import method_stats
+    from groklab.figures.methods import steps_figure
+
+    e = html.escape
+    every = method_stats.variants(results, keys)
+    best = method_stats.best_per_method(every)
+    baseline = next((s.get("baseline") for s in sweeps if s.get("baseline")), None)
+    header, rows = method_stats.table(every, baseline)
+    runs.write_text(out / "methods.txt", format_table(header, rows) + "\n")
+    best_png = steps_figure(best, out / "steps-to-grok-by-method.png", "steps to grok, each method at its best setting")
+    all_png = steps_figure(every, out / "steps-to-grok-by-setting.png", "steps to grok, every method and setting")
+    cells = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<h2>Methods over seeds</h2><table><tr>{cells}</tr>{body}</table><p class=meta>★ the method's best "
+            "setting (most seeds grokked, then fewest median steps); a seed that never grokked counts as +inf steps, "
+            "so a median of “&gt; budget” means half or more never grokked; intervals are percentile bootstraps over "
+            f"seeds ({method_stats.BOOTSTRAP_SAMPLES:,} resamples).</p>"
+            f"<figure>{img(best_png, 'best setting per method')}</figure>"
+            f"<figure>{img(all_png, 'every setting')}</figure>")
 
 
 def img(png: Path, alt: str) -> str:
@@ -98,7 +123,7 @@ def img(png: Path, alt: str) -> str:
 
 
 def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps: list[dict], missing: list[str],
-           figures: list[tuple[str, Path]], curves: list[tuple[str, Path]]) -> str:
+           figures: list[tuple[str, Path]], curves: list[tuple[str, Path]], compared: str = "") -> str:
     e = html.escape
     header, rows = table(results, keys)
     parts = [f"<h1>groklab report</h1><p class=meta>{e(time.strftime('%Y-%m-%d %H:%M'))} · "
@@ -117,6 +142,7 @@ def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps:
                  "train.fit_threshold; grok: the grok probe ≥ train.grok_threshold (test_id; for sequence tasks "
                  "the generalisation split gen, and their test_id / test_ood columns are test / gen); "
                  "delay = grok − fit.</p>")
+    parts.append(compared)
     if figures:
         parts.append("<h2>Grokking against the swept variables</h2>")
         parts += [f"<figure>{img(png, title)}<figcaption>{e(title)}</figcaption></figure>" for title, png in figures]

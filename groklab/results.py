@@ -16,6 +16,7 @@ from groklab.config import flatten
 from groklab.errors import UserError
 from groklab.grokking import NEVER, summarize
 from groklab.sweep import IGNORED_WHEN_COMPARING, MANIFEST
+from groklab.sweep_file import METHOD
 
 GROKKED, NEVER_GROKKED, UNFINISHED = "grokked", f"{NEVER} grokked", "unfinished"  # RunResult.state
 
@@ -91,7 +92,11 @@ def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], 
             for run in manifest["runs"]:
                 run_dir = path / run["dir"]
                 if runs.is_run(run_dir):
-                    results.append(load_run(run_dir, run["name"]))
+                    result = load_run(run_dir, run["name"])
+                    method = run["overrides"].get(METHOD)  # a sweep's [methods]: the run's method by name
+                    if method is not None:
+                        result = replace(result, config={METHOD: method} | result.config)
+                    results.append(result)
                 else:
                     missing.append(run["name"])
         elif runs.is_run(path):

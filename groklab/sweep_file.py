@@ -16,8 +16,19 @@ A sweep file (every key but `base` and `[grid]` is optional):
     methods = ["logit-lens"]
     examples = 300
 
-Every run's config is built and validated before anything trains; a grid point's name (`phi=3.6,seed=0`) is
-its run directory.
+Methods compared side by side (optional): each `[methods.NAME]` sets its own overrides (`set`, which may
+override [fixed]) and its own small hyper-parameter grid (`grid`); every method runs at every point of the
+sweep's [grid] (the seeds), so each method is compared at its best setting, as the baseline is:
+
+    baseline = "adamw"             # at the top level: speed-ups are measured against this method's best
+    [methods.adamw]
+    set = { "train.optimizer" = "adamw" }
+    grid = { "train.weight_decay" = [0.1, 1.0] }
+    [methods.orthograd]
+    set = { "train.grad_transform" = "orthograd", "train.weight_decay" = 0.0 }
+
+Every run's config is built and validated before anything trains; a grid point's name (`phi=3.6,seed=0`, or
+`method=adamw,weight_decay=0.1,seed=0`) is its run directory.
 """
 
 from __future__ import annotations
@@ -35,7 +46,8 @@ from groklab.errors import UserError
 
 SWEEP_DIR = Path(__file__).parent / "sweeps"
 SECTIONS = {"model": config.ModelConfig, "train": config.TrainConfig, "filter": config.FilterConfig}
-TOP_KEYS = ("base", "description", "fixed", "grid", "resources", "analyze")
+TOP_KEYS = ("base", "description", "fixed", "grid", "resources", "analyze", "methods", "baseline")
+METHOD = "method"  # the pseudo-key that names a run's method in its overrides and in sweep.json
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,15 @@ class Analysis:
 
 
 @dataclass(frozen=True)
+class Method:
+    """`[methods.NAME]`: overrides that make the method (`set`) and its own hyper-parameter grid (`grid`)."""
+
+    name: str
+    set: dict[str, Any]
+    grid: dict[str, list]
+
+
+@dataclass(frozen=True)
 class Sweep:
     name: str
     path: Path
@@ -64,6 +85,16 @@ class Sweep:
     grid: dict[str, list]
     resources: Resources
     analysis: Analysis = Analysis()
+    methods: tuple[Method, ...] = ()
+    baseline: str | None = None  # the method the others' speed-ups are measured against (at its best setting)
+
+    @property
+    def keys(self) -> list[str]:
+        """What varies between runs: the method and its grid keys (if any), then the sweep's grid keys."""
+        if not self.methods:
+            return list(self.grid)
+        own = [k for m in self.methods for k in m.grid]
+        return [METHOD, *dict.fromkeys(own), *self.grid]
 
 
 @dataclass(frozen=True)
@@ -115,16 +146,51 @@ def load(name_or_path: str) -> Sweep:
     for table, values in (("fixed", fixed), ("grid", grid)):
         for key in values:
             check_key(key, table, path, None if "data.task" in grid else task)
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UserError(f"{path}: [grid] {key} must be a non-empty list of values, e.g. {key} = [1, 2]")
-        if len({json.dumps(v) for v in values}) != len(values):
-            raise UserError(f"{path}: [grid] {key} lists a value twice: {values}")
+    check_grid(grid, "[grid]", path)
+    for key in grid:
         if key in fixed:
             raise UserError(f"{path}: {key} is both in [fixed] and in [grid]; keep one")
+    methods = parse_methods(raw.get("methods", {}), grid, path, None if "data.task" in grid else task)
     analysis = parse_analysis(raw.get("analyze", {}), path, None if "data.task" in grid else task)
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in {m.name for m in methods}:
+        raise UserError(f"{path}: baseline = {baseline!r} must name one of the [methods.NAME] tables: "
+                        f"{', '.join(m.name for m in methods) or 'there are none'}")
     return Sweep(path.stem, path, base, str(raw.get("description", "")), fixed, grid,
-                 parse_resources(raw.get("resources", {}), path), analysis)
+                 parse_resources(raw.get("resources", {}), path), analysis, methods, baseline)
+
+
+def check_grid(grid: dict[str, Any], table: str, path: Path) -> None:
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{path}: {table} {key} must be a non-empty list of values, e.g. {key} = [1, 2]")
+        if len({json.dumps(v) for v in values}) != len(values):
+            raise UserError(f"{path}: {table} {key} lists a value twice: {values}")
+
+
+def parse_methods(raw: Any, grid: dict[str, list], path: Path, task: Any) -> tuple[Method, ...]:
+    """`[methods.NAME]` tables, each with only `set` and `grid`; a method's keys may not be swept by [grid]."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: methods must be tables, [methods.NAME] with set = {{...}} and grid = {{...}}")
+    methods = []
+    for name, table in raw.items():
+        where = f"[methods.{name}]"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+_-]*", name):
+            raise UserError(f"{path}: {where}: a method name is letters, digits and . + _ - only")
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: {where} must be a table with set = {{...}} and/or grid = {{...}}")
+        with config.within(f"{path}: {where} "):
+            config.refuse_unknown(table, ("set", "grid"), "in a method table")
+        sets, own = config.flatten(table.get("set", {})), config.flatten(table.get("grid", {}))
+        check_grid(own, where + " grid", path)
+        for key in [*sets, *own]:
+            check_key(key, f"methods.{name}", path, task)
+            if key in grid:
+                raise UserError(f"{path}: {where} sets {key}, which [grid] sweeps; keep it in one place")
+        for key in set(sets) & set(own):
+            raise UserError(f"{path}: {where} has {key} both in set and in grid; keep one")
+        methods.append(Method(name, sets, own))
+    return tuple(methods)
 
 
 def parse_analysis(raw: dict, path: Path, task: str | None) -> Analysis:
@@ -172,17 +238,25 @@ def run_name(overrides: dict[str, Any]) -> str:
     return ",".join(f"{names[k]}={format_value(v)}" for k, v in overrides.items())
 
 
+def product(grid: dict[str, list]) -> list[dict[str, Any]]:
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
 def expand(sweep: Sweep) -> list[Point]:
-    """Every grid point in product order, each with a validated config: one bad value stops the sweep before
-    anything trains."""
+    """Every grid point in product order (method by method, when the sweep compares methods), each with a
+    validated config: one bad value stops the sweep before anything trains."""
     base = config.read_toml(sweep.base)
+    variants = [({}, {})] if not sweep.methods else [
+        ({METHOD: m.name} | own, m.set | own) for m in sweep.methods for own in product(m.grid)
+    ]
     points = []
-    for combo in itertools.product(*sweep.grid.values()):
-        overrides = dict(zip(sweep.grid, combo, strict=True))
-        name = run_name(overrides)
-        with config.within(f"{sweep.path}: run {name}: "):
-            cfg = config.from_dict(config.set_dotted(base, sweep.fixed | overrides))
-        points.append(Point(name, overrides, cfg))
+    for named, settings in variants:
+        for swept in product(sweep.grid):
+            overrides = named | swept
+            name = run_name(overrides)
+            with config.within(f"{sweep.path}: run {name}: "):
+                cfg = config.from_dict(config.set_dotted(base, sweep.fixed | settings | swept))
+            points.append(Point(name, overrides, cfg))
     seen: dict[str, int] = {}
     for p in points:
         seen[p.name] = seen.get(p.name, 0) + 1

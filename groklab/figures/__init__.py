@@ -4,6 +4,7 @@ and never by importing analysis code: labels come from the data written beside e
     accuracy.py     one run's accuracy curves (its accuracy.png and the report's per-run figures)
     analysis.py     the figures of each analysis method (named in groklab.analysis.methods)
     across_runs.py  the report's figures: grokking and accuracy against a swept key
+    methods.py      methods compared over seeds: steps to grok per method (a sweep with [methods])
 """
 
 from __future__ import annotations

@@ -43,13 +43,28 @@ def draw_roles(ax, points: list[dict], roles: dict[str, str]) -> None:
                 marker="." if width > 1 else None, label=f"{label}: {probe}" + (" (grok probe)" if marked else ""))
 
 
+# the diagnostics logged at every evaluation (groklab.accelerators.diagnostics), drawn in a second panel
+DIAGNOSTICS = {
+    "train/softmax_collapse": ("tab:red", "softmax collapse (fraction of training answers at p = 1)"),
+    "train/grad_weight_cos": ("tab:purple", "cos(gradient, weights)"),
+}
+WEIGHT_NORM = "weights/norm"
+
+
 def accuracy_curves(
     rows: list[dict], roles: dict[str, str], out: Path, title: str = "", summary: dict | None = None
 ) -> Path:
     """Accuracy against step (log x axis) of the probes named by the run's roles — train, the ID and OOD tests
-    and the atomic facts — and of any other probe, with fit and grok steps marked."""
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    and the atomic facts — and of any other probe, with fit and grok steps marked; below it, when the run logged
+    them, the weight norm, softmax collapse and gradient–weight cosine on the same step axis (Prieto et al.'s
+    signs of naive loss minimisation)."""
     points = [r for r in rows if r["step"] > 0]
+    diagnosed = any(WEIGHT_NORM in r or any(k in r for k in DIAGNOSTICS) for r in points)
+    if diagnosed:
+        fig, (ax, lower) = plt.subplots(2, 1, figsize=(7, 6), dpi=120, sharex=True, height_ratios=(2.2, 1))
+        draw_diagnostics(lower, points, summary)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     draw_roles(ax, points, roles)
     shown = set(probes_by_role(roles))
     for name in sorted({k.removesuffix("/acc") for r in points for k in r if k.endswith("/acc")} - shown):
@@ -62,11 +77,37 @@ def accuracy_curves(
     for key, style in (("fit_step", ":"), ("grok_step", "--")):
         if summary and summary.get(key):
             ax.axvline(summary[key], color="grey", linestyle=style, label=f"{key.split('_')[0]} @ {summary[key]}")
-    ax.set(xscale="log", xlabel="optimisation step (log)", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.set(xscale="log", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    (lower if diagnosed else ax).set_xlabel("optimisation step (log)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return save(fig, out)
+
+
+def draw_diagnostics(ax, points: list[dict], summary: dict | None) -> None:
+    """Collapse fraction and gradient–weight cosine (left axis, -1..1), weight norm (right axis)."""
+    for key, (color, label) in DIAGNOSTICS.items():
+        steps = [r["step"] for r in points if key in r]
+        if steps:
+            ax.plot(steps, [r[key] for r in points if key in r], color=color, linewidth=1, marker=".", ms=3,
+                    label=label)
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.set(ylim=(-1.05, 1.05), ylabel="fraction / cosine")
+    steps = [r["step"] for r in points if WEIGHT_NORM in r]
+    if steps:
+        norm_ax = ax.twinx()
+        norm_ax.plot(steps, [r[WEIGHT_NORM] for r in points if WEIGHT_NORM in r], color="black", linewidth=1,
+                     linestyle="--", label="weight norm (right axis)")
+        norm_ax.set_ylabel("weight L2 norm")
+        lines = ax.get_legend_handles_labels()[0] + norm_ax.get_legend_handles_labels()[0]
+        ax.legend(handles=lines, loc="lower left", fontsize=7)
+    elif ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=7)
+    for key, style in (("fit_step", ":"), ("grok_step", "--")):
+        if summary and summary.get(key):
+            ax.axvline(summary[key], color="grey", linestyle=style)
+    ax.grid(alpha=0.3)
 
 
 def run_accuracy_figure(run_dir: Path, summary: dict, title: str | None = None) -> Path:
