@@ -73,7 +73,9 @@ def live_stats(config: dict, rows: list[dict]) -> dict:
 
 
 def load_run(run_dir: Path, name: str | None = None) -> RunResult:
-    cfg = flatten(runs.read_json(run_dir / runs.CONFIG))
+    # through the config classes, so that runs saved before a field existed read it at its default and do not
+    # look swept on it; JSON round trip: tuples (betas) compare as the lists other configs hold
+    cfg = flatten(json.loads(json.dumps(runs.read_config(run_dir).to_dict())))
     rows = runs.read_metrics(run_dir)
     finished = runs.is_finished(run_dir)
     stats = runs.read_summary(run_dir) if finished else live_stats(cfg, rows)

@@ -207,3 +207,20 @@ def test_accuracy_curves_draw_the_atomic_probes_and_mark_the_grok_probe():
     assert lines["atomic (OOD): ood_atomic"].get_linestyle() == "--"
     assert "test (OOD): test_inferred_ood (grok probe)" in lines  # the probe with two roles is drawn once
     assert len(lines) == 5
+
+
+def test_loose_runs_saved_before_a_field_existed_do_not_look_swept_on_it(tmp_path):
+    for seed in (0, 1):
+        fake_run(tmp_path / f"s{seed}", 9, seed, 2000)
+    old = runs.read_json(tmp_path / "s0" / "config.json")
+    del old["train"]["grad_transform"]  # a field added since: read at its default
+    runs.write_json(tmp_path / "s0" / "config.json", old)
+    _, keys, _, _ = collect([tmp_path / "s0", tmp_path / "s1"])
+    assert keys == ["train.seed"]
+
+
+def test_the_mean_across_seeds_carries_its_95_percent_t_interval():
+    from groklab.figures.across_runs import mean_and_half_width
+
+    assert mean_and_half_width([1.0, 2.0, 3.0]) == pytest.approx((2.0, 4.3027 / math.sqrt(3)), rel=1e-4)
+    assert mean_and_half_width([1.0, 3.0]) == (2.0, 0.0)  # fewer than 3 runs: no interval drawn

@@ -6,6 +6,8 @@ Draws `RunResult`s (run directories already loaded by `groklab.results`); never 
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,9 @@ def accuracy_metrics(results: list[RunResult]) -> list[tuple[str, Callable[[RunR
 
 
 def accuracy_figure(results: list[RunResult], key: str, out: Path) -> Path:
-    """Accuracies against `key` (the line: mean over every run at that value, whatever the other swept keys;
-    every run a dot): for runs that never grok the grok-step figure is empty, and this one says how far
-    each got."""
+    """Accuracies against `key` (the line: mean over every run at that value, whatever the other swept keys,
+    with its 95% t-interval from 3 runs on; every run a dot): for runs that never grok the grok-step figure is
+    empty, and this one says how far each got."""
     numeric, order, x_of = x_axis([r.config.get(key) for r in results])
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i, (label, metric) in enumerate(accuracy_metrics(results)):
@@ -95,8 +97,9 @@ def accuracy_figure(results: list[RunResult], key: str, out: Path) -> Path:
         xs = sorted(by_x)
         for x in xs:
             ax.scatter([x] * len(by_x[x]), by_x[x], color=f"C{i}", s=12, alpha=0.5)
-        ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], color=f"C{i}", marker="o", label=label,
-                linestyle=":" if "linear" in label else "-")
+        means, half = zip(*(mean_and_half_width(by_x[x]) for x in xs), strict=True) if xs else ((), ())
+        ax.errorbar(xs, means, yerr=half, color=f"C{i}", marker="o", capsize=3, label=label,
+                    linestyle=":" if "linear" in label else "-")
     finish_axis(ax, f"accuracy against {key}", key, numeric, order, "linear")
     ax.set(ylim=(-0.02, 1.02), ylabel="accuracy")
     ax.legend(fontsize=8)
@@ -138,8 +141,19 @@ def tree_figure(results: list[RunResult], key: str, out: Path) -> Path | None:
     return save(fig, out, fig.dpi)
 
 
+def mean_and_half_width(values: list[float]) -> tuple[float, float]:
+    """Mean and half the 95% Student-t interval of the mean (0 with fewer than 3 values: no interval drawn)."""
+    from groklab.claims import MIN_RUNS, t975
+
+    mean = statistics.fmean(values)
+    if len(values) < MIN_RUNS:
+        return mean, 0.0
+    return mean, t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
 def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metric: Callable, color: str,
                 label: str) -> None:
+    """Each run a dot; where every run at a value has one, their mean with its 95% t-interval (≥ 3 runs)."""
     by_x: dict[Any, list[RunResult]] = {}
     for r in group:
         by_x.setdefault(x_of(r.config.get(key)), []).append(r)
@@ -149,14 +163,15 @@ def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metri
         got = [y for y in ys if y is not None]
         ax.scatter([x] * len(got), got, color=color, s=14, alpha=0.5, zorder=3)
         if got and len(got) == len(ys):
-            means.append((x, sum(got) / len(got)))
+            means.append((x, *mean_and_half_width(got)))
         for r, y in zip(runs_at_x, ys, strict=True):
             if y is None and r.stats.get("grok_step") is None:  # never grokked (or not yet): mark at the top
                 face = color if r.finished else "none"
                 ax.plot([x], [0.95], marker="^", markersize=9, color=color, markerfacecolor=face,
                         transform=ax.get_xaxis_transform(), clip_on=False, zorder=4, linestyle="none")
     if means:
-        ax.plot(*zip(*means, strict=True), color=color, marker="o", label=label)
+        xs, ys, half = zip(*means, strict=True)
+        ax.errorbar(xs, ys, yerr=half, color=color, marker="o", capsize=3, label=label)
 
 
 def legend_proxies(results: list[RunResult]) -> list[Any]:
