@@ -1,0 +1,254 @@
+"""The LLM baseline's prompts, parser and client without a model (tests/test_llm_server.py asks a real one):
+prompts state the facts that decide their answer, retrieval returns k facts, the tokens style is the bare query,
+names are distinct and seeded, parsing is strict, and every bad endpoint (refused, 401, malformed JSON) is one
+`error:` line that never shows the API key."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from groklab.cli import main
+from groklab.errors import UserError
+from groklab.llm.client import AnswerCache, EndpointConfig, Reply, cache_key
+from groklab.llm.evaluate import outcome, parse
+from groklab.llm.names import RESERVED, make_names
+from groklab.llm.prompts import LABELS, Names, PromptConfig, render, sentence
+from groklab.tasks import generate
+from groklab.tasks.complex import ComplexConfig
+from groklab.tasks.composition import CompositionConfig
+from groklab.tasks.knowledge import compare
+
+SECRET = "sk-test-groklab-never-written-0123456789"
+
+
+@pytest.fixture(scope="module")
+def composition():
+    return generate(CompositionConfig(n_entities=60, n_relations=12, relations_per_entity=4, phi=3.0, probe_size=0))
+
+
+@pytest.fixture(scope="module")
+def complex_data():
+    return generate(ComplexConfig(n_entities=100, n_test_per_label=5, probe_size=0))
+
+
+def prompts(data, tmp_path, **settings):
+    return list(render(data, PromptConfig(**settings), tmp_path))
+
+
+def test_names_are_distinct_seeded_and_never_answer_words():
+    counts = {"entity": 3000, "relation": 200, "attribute": 20}
+    one, again = make_names(np.random.default_rng(0), counts), make_names(np.random.default_rng(0), counts)
+    every = [n.lower() for names in one.values() for n in names]
+    assert one == again and len(set(every)) == len(every) == sum(counts.values())
+    assert not set(every) & RESERVED and all(n[0].isupper() for n in one["entity"])
+    assert one != make_names(np.random.default_rng(1), counts)
+
+
+def test_composition_prompt_holds_both_hops_and_the_answer_composes_them(composition, tmp_path):
+    """With all facts in context, each ID test query's two atomic hops are stated and the expected answer is
+    the tail of the second hop: the prompt decides its answer."""
+    data, split = composition, composition.probes["test_inferred_id"]
+    names = Names.build(data, seed=0)
+    for record in prompts(data, tmp_path, split="test_inferred_id", limit=10):
+        f = {k: int(v[record["row"]]) for k, v in split.fields.items()}
+        first = f"The {names(f['r1'])} of {names(f['head'])} is {names(f['bridge'])}."
+        second = f"The {names(f['r2'])} of {names(f['bridge'])} is {names(f['answer'])}."
+        assert f"- {first}\n" in record["prompt"] and f"- {second}\n" in record["prompt"]
+        assert record["answer"] == names(f["answer"]) and record["answer_kind"] == "entity"
+        assert f"What is the {names(f['r2'])} of the {names(f['r1'])} of {names(f['head'])}?" in record["prompt"]
+        assert record["n_facts"] == len(data.train)
+
+
+def test_complex_prompts_label_words_attribute_facts_and_retrieval(complex_data, tmp_path):
+    data, split = complex_data, complex_data.probes["test_inferred"]
+    names = Names.build(data, seed=0)
+    records = prompts(data, tmp_path)  # default split: the task's test, all facts of the query's attribute
+    assert len(records) == len(split) and {r["answer"] for r in records} == set(LABELS)
+    for r in records:
+        f = {k: int(v[r["row"]]) for k, v in split.fields.items()}
+        assert r["answer"] == LABELS[int(compare(f["v1"], f["v2"]))]
+        attr = names(f["attribute"])
+        facts = [line for line in r["prompt"].splitlines() if line.startswith("- ")]
+        assert len(facts) == r["n_facts"] == int((data.train.fields["attribute"] == f["attribute"]).sum())
+        assert all(line.startswith(f"- The {attr} of ") for line in facts)
+        assert not any(names(f[e]) in line for e in ("e1", "e2") for line in facts if line.endswith(
+            tuple(f" is {v}." for v in range(20))))  # OOD entities' values are never given (§5)
+    retrieved = prompts(data, tmp_path, context="retrieve", k=7, cot=True)
+    assert all(r["n_facts"] == 7 and "step by step" in r["prompt"] for r in retrieved)
+    e1 = names(int(split.fields["e1"][retrieved[0]["row"]]))
+    assert any(e1 in line for line in retrieved[0]["prompt"].splitlines() if line.startswith("- "))
+
+
+def test_tokens_style_is_the_bare_query(composition, tmp_path):
+    split = composition.probes["test_inferred_id"]
+    record = prompts(composition, tmp_path, split="test_inferred_id", style="tokens", context="none")[0]
+    assert record["prompt"] == "".join(composition.vocab.tokens[t] for t in split.tokens[0, : split.lengths[0]])
+    assert record["answer"] == composition.vocab.tokens[split.answers[0]] and record["max_tokens"] == 1
+    with pytest.raises(UserError, match="--context none"):
+        prompts(composition, tmp_path, style="tokens")
+
+
+def test_sentences_of_comparison_facts(complex_data):
+    names, train = Names.build(complex_data, 0), complex_data.train
+    atomic = int(np.flatnonzero(train.kinds == "atomic")[0])
+    assert sentence(complex_data, train, atomic, names).endswith(
+        f" is {complex_data.vocab.tokens[train.fields['value'][atomic]].strip('<>')}.")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("ANSWER: higher", "label", "higher"),
+        ("Reasoning...\nso it is lower.\n\n**ANSWER: Lower.**", "label", "lower"),
+        ("answer: unknown", "label", "unknown"),
+        ("ANSWER: higher\nI hope this helps", "label", None),  # the answer line must be last
+        ("ANSWER: taller", "label", None),
+        ("The answer is higher", "label", None),
+        ("ANSWER: Kotha", "entity", "Kotha"),
+        ("ANSWER: <Kotha>", "entity", "Kotha"),
+        ("ANSWER: Kotha or Dreamo", "entity", None),
+        ("", "entity", None),
+        ("<e_7>", "token", "<e_7>"),
+        (" <e_7> ", "token", "<e_7>"),
+        ("<e_7><r_1>", "token", None),
+        ("e_7", "token", None),
+    ],
+)
+def test_parse_is_strict(text, kind, expected):
+    assert parse(text, {"answer_kind": kind}) == expected
+
+
+def test_outcomes_count_undecided_and_unparseable_apart():
+    record = {"answer_kind": "label", "answer": "equal"}
+    assert [outcome(t, record) for t in ("ANSWER: equal", "ANSWER: lower", "ANSWER: unknown", "equal")] == [
+        "correct", "wrong", "undecided", "unparseable"]
+    assert outcome("ANSWER: kotha", {"answer_kind": "entity", "answer": "Kotha"}) == "correct"
+
+
+def test_cache_ignores_a_torn_line_and_keys_on_model(tmp_path):
+    cache = AnswerCache(tmp_path / "c.jsonl")
+    record = {"prompt": "p", "max_tokens": 1}
+    a, b = EndpointConfig("http://x/v1", "m1"), EndpointConfig("http://x/v1", "m2")
+    assert cache_key(a, record) != cache_key(b, record)
+    assert cache_key(a, record) != cache_key(EndpointConfig("http://y/v1", "m1"), record)  # another server
+    assert cache_key(a, record) == cache_key(EndpointConfig("http://x/v1/", "m1"), record)
+    cache.put(cache_key(a, record), "m1", Reply("ANSWER: x", 3, 1))
+    with (tmp_path / "c.jsonl").open("a") as f:
+        f.write('{"key": "torn')
+    again = AnswerCache(tmp_path / "c.jsonl")
+    assert again.replies == {cache_key(a, record): Reply("ANSWER: x", 3, 1)}
+
+
+def test_ctrl_c_drops_the_queued_prompts(tmp_path, monkeypatch):
+    """Interrupted while waiting, ask_all stops asking: only prompts already in flight finish (and are cached)."""
+    import time
+
+    from groklab.llm import client as client_module
+
+    asked = []
+
+    class Slow:
+        cfg = EndpointConfig("http://x/v1", "m", concurrency=1)
+
+        def ask(self, record):
+            time.sleep(0.01)
+            asked.append(record["id"])
+            return Reply("ANSWER: x")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client_module, "wait", interrupted)
+    records = [{"id": str(i), "prompt": str(i), "max_tokens": 1} for i in range(50)]
+    cache = AnswerCache(tmp_path / "c.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        client_module.ask_all(Slow(), records, cache, progress=False)
+    assert len(asked) <= 2 and len(AnswerCache(tmp_path / "c.jsonl").replies) == len(asked)
+
+
+# --- bad endpoints: one error line each ---------------------------------------------------------------------------
+class Broken(http.server.BaseHTTPRequestHandler):
+    """A server that answers every POST the way `mode` says: 401 Unauthorized, or 200 with text that is not JSON."""
+
+    mode = "401"
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = (b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
+                if self.mode == "401" else b"<html>this is not json")
+        self.send_response(401 if self.mode == "401" else 200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def broken_server():
+    servers = []
+
+    def start(mode: str) -> str:
+        handler = type("Handler", (Broken,), {"mode": mode})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("where", "needle"),
+    [("refused", "cannot connect to"), ("401", "API key is missing or wrong"), ("garbage", "malformed JSON")],
+)
+def test_bad_endpoint_is_one_error_line(where, needle, broken_server, composition, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in prompts(composition, tmp_path, limit=3)))
+    url = f"http://127.0.0.1:{closed_port()}/v1" if where == "refused" else broken_server(where)
+    monkeypatch.setenv("GROKLAB_TEST_KEY", SECRET)
+    args = ["llm-eval", str(path), "--base-url", url, "--model", "m", "--api-key-env", "GROKLAB_TEST_KEY",
+            "--retries", "1", "--quiet"]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert SECRET not in out + err
+    assert not (tmp_path / "llm-eval.json").exists()
+    assert all(SECRET not in p.read_text() for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_unset_key_variable_is_one_error_line(composition, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(prompts(composition, tmp_path, limit=1)[0]) + "\n")
+    monkeypatch.delenv("GROKLAB_UNSET_KEY", raising=False)
+    assert main(["llm-eval", str(path), "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                 "--api-key-env", "GROKLAB_UNSET_KEY"]) == 2
+    assert "GROKLAB_UNSET_KEY: that variable is not set" in capsys.readouterr().err
+
+
+def test_prompts_cli_refuses_unknown_split_and_other_tasks(tmp_path, capsys):
+    assert main(["data", "modular", "--out", str(tmp_path / "mod"), "--set", "modulus=11"]) == 0
+    assert main(["data", "complex", "--out", str(tmp_path / "cx"), "--set", "n_entities=100",
+                 "--set", "n_test_per_label=5"]) == 0
+    capsys.readouterr()
+    for args, needle in ((["mod"], "this data is 'modular'"), (["cx", "--split", "nope"], "not a split")):
+        assert main(["llm-prompts", str(tmp_path / args[0]), "--out", str(tmp_path / "p.jsonl"), *args[1:]]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err
+    assert not (tmp_path / "p.jsonl").exists()
