@@ -11,7 +11,7 @@ $(BIN)/groklab: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev,hf,tl,ray,tb,wandb]"  # hf, tl: the export tests load our models for real; ray: the sweep backend test; tb, wandb: the trackers' tests read the mirrors back
+	$(BIN)/python -m pip install -q -e ".[dev,hf,tl,ray,tb,wandb,llm,serve,tutorial]"  # hf, tl: the export tests load our models for real; ray: the sweep backend test; tb, wandb: the trackers' tests read the mirrors back; llm, serve: llm-eval is tested against a real local server; tutorial: the notebooks run in tests/test_tutorials.py
 	touch $(BIN)/groklab
 
 venv: $(BIN)/groklab

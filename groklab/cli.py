@@ -8,7 +8,11 @@
     groklab demo                                                   # the small composition run that groks
     groklab export runs/mine --format hf --out exports/mine        # Hugging Face GPT-2 folder (+ TL)
     groklab sweep phi-cpu --jobs 2                                 # a grid of runs, idempotent (sweeps/)
+    groklab train demo --init-from runs/logic@grok                 # warm start: weights of another run
+    groklab curriculum ladder                                      # stages in order, each from the last one
     groklab report runs/phi-cpu                                    # HTML page + PNGs of runs or sweeps
+    groklab llm-prompts runs/cx --out cx.jsonl --context retrieve  # the paper's LLM baseline: prompts ...
+    groklab llm-eval cx.jsonl --base-url URL --model NAME          # ... scored on any OpenAI-compatible server
 
 Every user-fixable problem ends in one `error: ...` line (exit status 2), never a traceback.
 """
@@ -58,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<time>)")
     train.add_argument("--data", help="train on a dataset folder (groklab or paper format)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR[@STEP]",
+        help="start from that run's checkpoint (newest; @STEP or @grok to choose), tokens mapped by name",
+    )
+    train.add_argument("--init-from-state", action="store_true", help="with --init-from: optimiser and filter too")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = sub.add_parser("demo", help="train the demo config and show it grok")
@@ -88,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local instance)")
     sweep.add_argument("--out", type=Path, help="sweep directory (default runs/<sweep name>)")
 
+    cur = sub.add_parser("curriculum", help="train stages in order, each from the previous stage's checkpoint")
+    cur.add_argument("curriculum", help="curriculum TOML file or shipped name (ladder, atomic-then-inferred)")
+    cur.add_argument("--out", type=Path, help="curriculum folder (default runs/<name>); a re-run resumes it")
+    cur.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every stage")
+    cur.add_argument("--start-from", choices=["last", "grok", "scratch"], help="replace every stage's start_from")
+    cur.add_argument("--quiet", action="store_true", help="no progress bars")
+
     report = sub.add_parser("report", help="an HTML page with figures and a table from run or sweep folders")
     report.add_argument("dirs", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR")
     report.add_argument("--out", type=Path, help="output folder (default DIR/report for one directory)")
@@ -95,20 +112,48 @@ def build_parser() -> argparse.ArgumentParser:
     claims = sub.add_parser("claims", help="rebuild the claims table of docs/results.md from the runs in docs/runs/")
     claims.add_argument("--docs", type=Path, default=Path("docs"), help="folder with claims.toml, runs/, results.md")
     claims.add_argument("--check", action="store_true", help="exit 2 if the table differs from what the runs give")
+    add_llm_parsers(sub)
     return parser
 
 
+def add_llm_parsers(sub) -> None:
+    """`llm-prompts` and `llm-eval`: the paper's LLM baseline (groklab/llm/)."""
+    prompts = sub.add_parser("llm-prompts", help="write a dataset's queries as LLM prompts (JSONL), facts as text")
+    prompts.add_argument("source", type=Path, metavar="RUN_OR_DATA", help="run folder or dataset folder")
+    prompts.add_argument("--out", required=True, type=Path, help="JSONL file to write")
+    prompts.add_argument("--split", help="probe split of the queries (default: the grok probe, else the ID test)")
+    prompts.add_argument("--context", choices=["all", "retrieve", "none"], default="all",
+                         help="all facts that bear on the query, the --k that BM25 ranks highest, or none")
+    prompts.add_argument("--k", type=int, default=20, help="facts retrieved per query (--context retrieve)")
+    prompts.add_argument("--cot", action="store_true", help="ask for step-by-step reasoning before the answer")
+    prompts.add_argument("--style", choices=["text", "tokens"], default="text",
+                         help="tokens: the bare query in the task's own tokens, for an exported groklab model")
+    prompts.add_argument("--limit", type=int, default=0, help="a seeded random subset of this many queries")
+    prompts.add_argument("--seed", type=int, default=0, help="seed of the names and the subset")
+
+    ev = sub.add_parser("llm-eval", help="score an OpenAI-compatible model on a prompts file; write llm-eval.json")
+    ev.add_argument("prompts", type=Path, metavar="PROMPTS.jsonl")
+    ev.add_argument("--base-url", required=True, help="API root, e.g. https://api.openai.com/v1")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--endpoint", choices=["chat", "completions"],
+                    help="default: completions for --style tokens prompts, chat otherwise")
+    ev.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (never stored)")
+    ev.add_argument("--concurrency", type=int, default=4)
+    ev.add_argument("--retries", type=int, default=4, help="retries of a transient failure, with back-off")
+    ev.add_argument("--out", type=Path, help="folder for llm-eval.json (default: the prompts' run, else beside them)")
+    ev.add_argument("--cache", type=Path, help="answer cache (default: PROMPTS.answers.jsonl)")
+    ev.add_argument("--price-in", type=float, metavar="USD", help="price per million prompt tokens")
+    ev.add_argument("--price-out", type=float, metavar="USD", help="price per million completion tokens")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
-    from groklab import config
-    from groklab.tasks import generate
-    from groklab.tasks.io import write_dataset
+    from groklab import api, config
 
     overrides = [s if s.startswith("data.") else f"data.{s}" for s in args.set]
-    raw = config.apply_overrides({"data": {"task": args.task}}, overrides)
-    cfg = config.from_dict(raw)
+    cfg = config.from_dict(config.apply_overrides({"data": {"task": args.task}}, overrides))
     tic = time.perf_counter()
-    data = generate(cfg.data)
-    write_dataset(data, cfg.to_dict()["data"], args.out, fmt=args.format)
+    data = api.write_dataset(cfg, args.out, fmt=args.format)
     counts = ", ".join([f"training set {len(data.train):,}"] + [f"{k} {len(v):,}" for k, v in data.probes.items()])
     print(
         f"wrote {args.task} ({args.format} format) to {args.out} "
@@ -116,36 +161,31 @@ def cmd_data(args: argparse.Namespace) -> None:
     )
 
 
-def default_run_dir(name: str) -> Path:
-    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def cmd_train(args: argparse.Namespace) -> dict:
-    from groklab import config, train
+    """`groklab.api.train` / `resume` (the Python API's functions), then the grokking table."""
+    from groklab import api, config, runs, warm_start
 
+    init_from, init_state = getattr(args, "init_from", None), getattr(args, "init_from_state", False)
+    if init_state and not init_from:
+        raise UserError("--init-from-state needs --init-from RUN_DIR[@STEP]")
     if args.resume:
-        if args.config or args.set or args.data or args.out:
-            raise UserError("--resume RUN_DIR takes no config, --set, --data or --out: the run keeps its own")
-        trainer = train.resume(args.resume, progress=not args.quiet)
+        if args.config or args.set or args.data or args.out or init_from:
+            raise UserError(
+                "--resume RUN_DIR takes no config, --set, --data, --out or --init-from: the run keeps its own"
+            )
+        print(f"run directory: {args.resume}")
+        run = api.resume(args.resume, progress=not args.quiet)
     else:
         if not args.config:
             raise UserError("give a config (a TOML file or preset name such as `demo`) or --resume RUN_DIR")
-        cfg = config.load(args.config, args.set)
-        run_dir = args.out or default_run_dir(args.config)
-        trainer = train.start(cfg, run_dir, args.data, progress=not args.quiet)
-    print(f"run directory: {trainer.run_dir}")
-    summary = trainer.run()
-    finish_report(trainer.run_dir, summary)
-    return summary
-
-
-def finish_report(run_dir: Path, summary: dict) -> None:
-    """Print the grokking table and draw the accuracy figure."""
-    from groklab.figures.accuracy import run_accuracy_figure
-
-    png = run_accuracy_figure(run_dir, summary)
-    print(format_summary(summary))
-    print(f"figure: {png}")
+        cfg = config.load(args.config, args.set)  # a bad config or override stops here, before anything prints
+        run_dir = args.out or api.default_run_dir(args.config)
+        warm = warm_start.parse(init_from, init_state) if init_from else None
+        print(f"run directory: {run_dir}")
+        run = api.train(cfg, out=run_dir, data=args.data, progress=not args.quiet, init_from=warm)
+    print(format_summary(run.summary))
+    print(f"figure: {run.path / runs.ACCURACY_FIGURE}")
+    return run.summary
 
 
 def format_summary(summary: dict) -> str:
@@ -175,13 +215,12 @@ def format_summary(summary: dict) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from groklab.analysis.over_checkpoints import analyze
+    from groklab import api
 
     if args.examples < 1:
         raise UserError(f"--examples {args.examples} must be >= 1")
-    out = analyze(args.run_dir, args.method, args.split, args.examples, progress=not args.quiet)
-    figures = sorted(out.parent.glob(f"{out.stem}*.png"))
-    print(f"wrote {out} and {', '.join(str(f) for f in figures)}")
+    analysis = api.analyze(args.run_dir, args.method, args.split, args.examples, progress=not args.quiet)
+    print(f"wrote {analysis.path} and {', '.join(str(f.path) for f in analysis.figures)}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -212,6 +251,17 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     return results
 
 
+def cmd_curriculum(args: argparse.Namespace) -> None:
+    from groklab import curriculum
+
+    cur = curriculum.load(args.curriculum, args.set, args.start_from)
+    out = args.out or Path("runs") / cur.name
+    curriculum.run(cur, out, progress=not args.quiet)
+    report = out / curriculum.REPORT_DIR
+    print((report / "summary.txt").read_text(), end="")
+    print(f"report: {report / 'index.html'}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from groklab.report import write
 
@@ -224,13 +274,45 @@ def cmd_claims(args: argparse.Namespace) -> None:
     print(rebuild(args.docs, check=args.check))
 
 
+def cmd_llm_prompts(args: argparse.Namespace) -> None:
+    from groklab.llm.prompts import PromptConfig, write_prompts
+
+    cfg = PromptConfig(args.split, args.context, args.k, args.cot, args.style, args.limit, args.seed)
+    n, first = write_prompts(args.source, args.out, cfg)
+    facts = f", {first.get('n_facts', 0):,} facts in the first" if cfg.context != "none" else ""
+    print(f"wrote {n:,} prompts ({first.get('task')} {first.get('split')}, context {cfg.context}{facts}) to {args.out}")
+
+
+def cmd_llm_eval(args: argparse.Namespace) -> dict:
+    from groklab.llm.client import EndpointConfig
+    from groklab.llm.evaluate import evaluate, format_entry, read_prompts
+
+    endpoint = args.endpoint or ("completions" if read_prompts(args.prompts)[0].get("style") == "tokens" else "chat")
+    cfg = EndpointConfig(args.base_url, args.model, endpoint, args.api_key_env, args.concurrency, args.retries)
+    path, entry = evaluate(args.prompts, cfg, args.out, args.cache, args.price_in, args.price_out, not args.quiet)
+    print(format_entry(entry))
+    print(f"wrote {path}")
+    return entry
+
+
 def cmd_demo(args: argparse.Namespace) -> dict:
     args.config, args.data, args.resume, args.quiet = "demo", None, None, False
+    from groklab.api import default_run_dir
+
     args.out = args.out or default_run_dir("demo")
     return cmd_train(args)
 
 
+# what Ctrl-C leaves behind, per command, and how to go on
+RESUME_HINTS = {
+    "train": "resume with `groklab train --resume RUN_DIR`",
+    "curriculum": "run the same `groklab curriculum` again: finished stages are kept, the stopped one resumes",
+    "llm-eval": "the answers so far are cached; run the same llm-eval again to go on",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         commands = {
@@ -240,8 +322,11 @@ def main(argv: list[str] | None = None) -> int:
             "analyze": cmd_analyze,
             "export": cmd_export,
             "sweep": cmd_sweep,
+            "curriculum": cmd_curriculum,
             "report": cmd_report,
             "claims": cmd_claims,
+            "llm-prompts": cmd_llm_prompts,
+            "llm-eval": cmd_llm_eval,
         }
         commands[args.command](args)
     except UserError as exc:
@@ -256,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with `groklab train --resume RUN_DIR`", file=sys.stderr)
+        hint = RESUME_HINTS.get(getattr(args, "command", None), RESUME_HINTS["train"])
+        print(f"interrupted: {hint}", file=sys.stderr)
         return 130
     return 0
 

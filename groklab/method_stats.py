@@ -87,13 +87,17 @@ def bootstrap(values: np.ndarray, statistic, samples: int = BOOTSTRAP_SAMPLES) -
     return float(stats[int(0.025 * (samples - 1))]), float(stats[int(math.ceil(0.975 * (samples - 1)))])
 
 
-def speedup(baseline: Variant, other: Variant) -> tuple[float, float, float]:
-    """Baseline median steps / the other's, with a 95% bootstrap interval (seeds of both resampled); inf/inf is
-    nan (neither grokked), x/inf is 0 (the other never groks), inf/x is inf (a lower bound: the baseline never
-    grokked)."""
+def speedup(baseline: Variant, other: Variant) -> tuple[str, float, float, float]:
+    """Baseline median steps / the other's, with a 95% bootstrap interval (the seeds of both resampled). A median
+    that is censored (half the seeds or more never grokked) is replaced by its budget, which turns the ratio into
+    a bound: qualifier "≥" when the baseline's is censored, "≤" when the other's is, "?" when both are."""
     a, b = baseline.steps, other.steps
     if not len(a) or not len(b):
-        return math.nan, math.nan, math.nan
+        return "", math.nan, math.nan, math.nan
+    censored_a, censored_b = math.isinf(np.median(a)), math.isinf(np.median(b))
+    qualifier = "?" if censored_a and censored_b else "≥" if censored_a else "≤" if censored_b else ""
+    a = np.where(np.isinf(a), baseline.budget or math.inf, a)
+    b = np.where(np.isinf(b), other.budget or math.inf, b)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     ma = np.median(a[rng.integers(0, len(a), size=(BOOTSTRAP_SAMPLES, len(a)))], axis=-1)
     mb = np.median(b[rng.integers(0, len(b), size=(BOOTSTRAP_SAMPLES, len(b)))], axis=-1)
@@ -101,7 +105,7 @@ def speedup(baseline: Variant, other: Variant) -> tuple[float, float, float]:
         ratios = np.sort(ma / mb)
         point = float(np.median(a) / np.median(b))
     lo, hi = ratios[int(0.025 * (BOOTSTRAP_SAMPLES - 1))], ratios[int(math.ceil(0.975 * (BOOTSTRAP_SAMPLES - 1)))]
-    return point, float(lo), float(hi)
+    return qualifier, point, float(lo), float(hi)
 
 
 def variants(results: list[RunResult], keys: list[str]) -> list[Variant]:
@@ -142,16 +146,13 @@ def show_steps(value: float, budget: int | None) -> str:
 
 
 def show_ratio(value: float) -> str:
-    if math.isnan(value):
-        return "—"
-    if math.isinf(value):
-        return "∞ (baseline never grokked)"
-    return f"×{value:.2f}"
+    return "—" if math.isnan(value) or math.isinf(value) else f"×{value:.2f}"
 
 
 def table(all_variants: list[Variant], baseline: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Header and one row per variant, best variant of each method first and marked ★; speed-up against the
-    best variant of the `baseline` method when the sweep names one."""
+    best variant of the `baseline` method when the sweep names one ("≤ ×0.35": the variant's median is censored
+    at its budget, so it is at most that fast; "≥": the baseline's is)."""
     best = best_per_method(all_variants)
     reference = next((v for v in best if v.method == baseline), None)
     header = ["method", "setting", "best", "grokked", "median steps to grok", "95% CI (bootstrap)",
@@ -161,9 +162,10 @@ def table(all_variants: list[Variant], baseline: str | None = None) -> tuple[lis
         for v in [method_best] + [v for v in all_variants if v.method == method_best.method and v is not method_best]:
             lo, hi = v.median_ci()
             ratio = "—"
-            if reference is not None:
-                point, rlo, rhi = speedup(reference, v)
-                ratio = f"{show_ratio(point)} ({show_ratio(rlo)}–{show_ratio(rhi)})"
+            if reference is not None and v is not reference:
+                bound, point, rlo, rhi = speedup(reference, v)
+                ratio = "— (neither grokked)" if bound == "?" else \
+                    f"{bound}{show_ratio(point)} ({show_ratio(rlo)}–{show_ratio(rhi)})"
             pending = len(v.runs) - len(v.done)
             rows.append([
                 v.method, v.setting or "—", "★" if v is method_best else "",

@@ -117,6 +117,30 @@ def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict
             f"<figure>{img(all_png, 'every setting')}</figure>")
 
 
+def llm_section(results: list[RunResult]) -> str:
+    """HTML for the runs that have llm-eval.json (`groklab llm-eval`): each LLM's accuracy beside the run's own
+    model's on the same queries (Wang et al. §5's parametric vs non-parametric memory); empty when none has."""
+    e = html.escape
+    header = ["run", "model", "split", "context", "CoT", "queries", "LLM acc", "unparseable", "undecided",
+              "grokked acc", "grokked step"]
+    rows = []
+    for r in results:
+        path = r.run_dir / runs.LLM_EVAL
+        for ev in runs.read_json(path)["evaluations"] if path.is_file() else []:
+            g = ev.get("grokked") or {}
+            context = ev["context"] + (f" (k={ev['k']})" if ev.get("k") is not None else "")
+            rows.append([r.name, ev["model"], ev["split"], context, "yes" if ev["cot"] else "no", show(ev["n"]),
+                         show(ev["accuracy"], 3), show(ev["unparseable"]), show(ev["undecided"]),
+                         show(g.get("accuracy"), 3), show(g.get("step"))])
+    if not rows:
+        return ""
+    cells = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<h2>LLMs beside the grokked model</h2><table><tr>{cells}</tr>{body}</table><p class=meta>the same "
+            "queries: an LLM given the facts in its context (all, or the k a BM25 retriever finds) against the "
+            "run's model, which holds them in its weights; unparseable and undecided replies count as wrong.</p>")
+
+
 def img(png: Path, alt: str) -> str:
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" title="{html.escape(png.name)}">'
@@ -143,6 +167,7 @@ def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps:
                  "the generalisation split gen, and their test_id / test_ood columns are test / gen); "
                  "delay = grok − fit.</p>")
     parts.append(compared)
+    parts.append(llm_section(results))
     if figures:
         parts.append("<h2>Grokking against the swept variables</h2>")
         parts += [f"<figure>{img(png, title)}<figcaption>{e(title)}</figcaption></figure>" for title, png in figures]

@@ -5,6 +5,7 @@
     ckpt/step_*/   atomic checkpoints             accuracy.png   every probe's accuracy vs step
     analysis/      <method>-<probe>.json and its figures (`groklab analyze`)
     tensorboard/   wandb/                        mirrors of metrics.jsonl (`groklab.trackers`), ledger .mirrored.json
+    llm-eval.json  LLMs scored on the run's queries beside its own model (`groklab llm-eval`)
 
 It names these files (once, below), opens a run for reading (config, summary, metrics, analysis files, the
 data it trained on), says when a run is finished, and holds the one atomic writer that every file goes through.
@@ -44,6 +45,7 @@ LOCK = ".lock"
 TENSORBOARD_DIR = "tensorboard"  # train.tensorboard = true: event files mirroring metrics.jsonl
 WANDB_DIR = "wandb"  # train.wandb = "offline": W&B's own folder, offline-run-<time>-<id>/ per process
 MIRRORED = ".mirrored.json"  # the last step each mirror holds, so a resumed run never writes a point twice
+LLM_EVAL = "llm-eval.json"  # `groklab llm-eval`: LLMs scored on the run's queries, beside the run's own model
 
 
 # --- the one atomic writer ------------------------------------------------------------------------------------
@@ -140,10 +142,11 @@ def read_summary(run_dir: Path) -> dict | None:
 
 def is_finished(run_dir: Path) -> bool:
     """A final summary.json that covers the newest checkpoint. A summary older than a checkpoint belongs to an
-    earlier end of a run that has been resumed (and trains on), so that run is not finished."""
+    earlier end of a run that has been resumed (and trains on), so that run is not finished; nor is one paused
+    before the end of its schedule (`Trainer.run(stop_at=...)`, summary "paused")."""
     summary = read_summary(run_dir)
     final = summary.get("final_step") if summary else None
-    return final is not None and final >= max(list_steps(run_dir), default=0)
+    return final is not None and not summary.get("paused") and final >= max(list_steps(run_dir), default=0)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

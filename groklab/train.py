@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from groklab import checkpoint, config, runs, trackers
+from groklab import checkpoint, config, runs, trackers, warm_start
 from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics
 from groklab.errors import UserError
 from groklab.grokking import summarize
@@ -248,8 +248,13 @@ class Trainer:
     def grokked(self, rows: list[dict]) -> dict:
         return summarize(rows, self.data.roles, self.cfg.train.fit_threshold, self.cfg.train.grok_threshold)
 
-    def run(self) -> dict:
-        """Train from the current step to the end; returns the summary."""
+    def run(self, stop_at: int | None = None) -> dict:
+        """Train from the current step to the end, or pause at the first evaluation step at or after `stop_at`
+        (on the same schedule; at an evaluation, as every checkpoint is, so `resume` continues exactly);
+        returns the summary."""
+        end = self.cfg.train.steps
+        if stop_at is not None:
+            end = min([s for s in self.eval_steps if s >= stop_at] + [end])
         rows = runs.read_metrics(self.run_dir)
         first = self.step
         mirrors = trackers.Mirrors(self.cfg, self.run_dir)  # TensorBoard / W&B copies of metrics.jsonl, if asked for
@@ -270,7 +275,7 @@ class Trainer:
                     tic = time.perf_counter()
                     rows.append(self.log_eval())
                     bar.set_postfix_str(self._postfix(rows[-1]), refresh=False)
-                stop = self.step >= self.cfg.train.steps or (self.cfg.train.stop_on_grok and self._done(rows))
+                stop = self.step >= end or (self.cfg.train.stop_on_grok and self._done(rows))
                 if (self.step in self.ckpt_steps or stop) and self.step != first:
                     self.elapsed += time.perf_counter() - tic
                     tic = time.perf_counter()
@@ -285,7 +290,9 @@ class Trainer:
         finally:
             mirrors.close(failed)
         bar.close()
-        summary = self.write_summary(rows)
+        # paused by stop_at before the schedule's end: the summary says so, and the run is not finished
+        paused = self.step < self.cfg.train.steps and not (self.cfg.train.stop_on_grok and self._done(rows))
+        summary = self.write_summary(rows, paused)
         self._lock.close()
         return summary
 
@@ -300,19 +307,26 @@ class Trainer:
         parts += [f"{probe} {row[f'{probe}/acc']:.2f}" for probe in shown]  # probe names, as in metrics.jsonl
         return " ".join(parts)
 
-    def write_summary(self, rows: list[dict]) -> dict:
+    def write_summary(self, rows: list[dict], paused: bool = False) -> dict:
         summary = self.grokked(rows) | {
             "no_information": no_information(self.data),
             "final_step": self.step,
             "steps_per_epoch": self.batches.steps_per_epoch,
             "elapsed_s": round(self.elapsed, 3),
-        }
+        } | ({"paused": True} if paused else {})
         runs.write_summary(self.run_dir, summary)
         return summary
 
 
-def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, progress: bool = True) -> Trainer:
-    """A new run in `run_dir` (which must be empty or absent)."""
+def start(
+    cfg: config.RunConfig,
+    run_dir: Path,
+    data_dir: str | None = None,
+    progress: bool = True,
+    init_from: warm_start.WarmStart | None = None,
+) -> Trainer:
+    """A new run in `run_dir` (which must be empty or absent); `init_from`: start from that checkpoint's weights
+    (groklab/warm_start.py), saved as the run's step-0 checkpoint so that a resume never needs the parent."""
     runs.check_new(run_dir)
     trackers.check_installed(cfg.train)  # a missing tensorboard / wandb stops us before the run folder exists
     data = runs.load_task_data(cfg, data_dir)
@@ -321,12 +335,17 @@ def start(cfg: config.RunConfig, run_dir: Path, data_dir: str | None = None, pro
             f"--data {data_dir} holds a {data.task!r} dataset but the config's data.task is "
             f"{cfg.data.task!r}; use a {data.task} config"
         )
+    parent = warm_start.prepare(init_from, cfg) if init_from else None  # a bad parent is refused before mkdir
     run_dir.mkdir(parents=True, exist_ok=True)
     # config and meta first: from here on the folder is resumable, whenever the process dies
     runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
     source = {"generated": cfg.data.task} if not data_dir else {"dir": str(Path(data_dir).resolve())}
-    runs.write_json(run_dir / runs.META, runs.meta(pick_device(cfg.train.device), source, cpu_threads(cfg.train)))
-    return Trainer(cfg, run_dir, data, progress)
+    meta = runs.meta(pick_device(cfg.train.device), source, cpu_threads(cfg.train))
+    runs.write_json(run_dir / runs.META, meta | ({"init_from": parent.parent_record()} if parent else {}))
+    trainer = Trainer(cfg, run_dir, data, progress)
+    if parent:
+        parent.apply(trainer)
+    return trainer
 
 
 def resume(run_dir: Path, progress: bool = True) -> Trainer:
@@ -337,5 +356,7 @@ def resume(run_dir: Path, progress: bool = True) -> Trainer:
     step = checkpoint.latest_good(run_dir)
     if step is not None:
         trainer.restore(step)
+    else:
+        warm_start.refuse_unfinished(run_dir)  # killed before its step-0 checkpoint: never resume from random weights
     runs.rewrite_metrics(run_dir, [r for r in runs.read_metrics(run_dir) if r["step"] <= trainer.step])
     return trainer

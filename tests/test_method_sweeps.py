@@ -86,10 +86,13 @@ def test_statistics_censor_never_grokked_runs_and_pick_each_methods_best_setting
     lo, hi = strong.median_ci()
     assert 400 <= lo <= 600 <= hi  # an interval around the median, inf allowed at the top
     assert [v.setting for v in method_stats.best_per_method(variants)] == ["weight_decay=1", ""]
-    point, rlo, rhi = method_stats.speedup(strong, fast)
-    assert point == pytest.approx(600 / 140) and rlo <= point <= rhi
+    bound, point, rlo, rhi = method_stats.speedup(strong, fast)
+    assert bound == "" and point == pytest.approx(600 / 140) and rlo <= point <= rhi
+    bound, point, _, _ = method_stats.speedup(strong, weak)  # weak's median is censored at its 1,000 budget
+    assert bound == "≤" and point == pytest.approx(0.6)
     header, rows = method_stats.table(variants, baseline="adamw")
     assert rows[0][:5] == ["adamw", "weight_decay=1", "★", "4/5", "600"] and rows[1][4] == "> 1,000"
+    assert rows[0][7] == "—" and rows[1][7].startswith("≤×0.60")  # the baseline itself; a censored setting
     assert rows[2][0] == "fast" and rows[2][7].startswith("×4.29") and rows[0][6] == "10"
 
 
@@ -143,3 +146,14 @@ def test_accelerator_presets_run_every_switch_over_five_seeds_against_a_weight_d
         optimizer = needed[0] if needed[0] == "muon" else points[0].config.train.optimizer  # base's own Adam(W)
         assert (optimizer, *needed[1:]) in switches, needed
     assert all(p.config.train.stop_on_grok for p in points)
+
+
+def test_readme_methods_example_is_valid(tmp_path):
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Grokking accelerators, side by side.*?```toml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "example.toml").write_text(block)
+    spec = sweep_file.load(str(tmp_path / "example.toml"))
+    names = [p.name for p in sweep_file.expand(spec)]
+    assert len(names) == (3 + 1) * 5 and names[0] == "method=adamw,weight_decay=0.1,seed=0"

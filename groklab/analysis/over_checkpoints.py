@@ -25,15 +25,20 @@ def pick_rows(split: Split, examples: int) -> Split:
     return split.take(np.sort(pick))
 
 
-def analyze(run_dir: Path, method: str, split: str | None, examples: int, progress: bool = True) -> Path:
-    """`method` on `examples` rows of probe `split` (default: the method's) at every checkpoint; returns the
-    JSON's path."""
+def analyze(
+    run_dir: Path, method: str, split: str | None, examples: int, progress: bool = True, steps: list[int] | None = None
+) -> Path:
+    """`method` on `examples` rows of probe `split` (default: the method's) at every checkpoint (or at those of
+    `steps`: a quicker look); returns the JSON's path."""
     entry = methods.get(method)
     cfg, data = runs.open_run(run_dir)
     split = split or entry.default_split(data)
     if split not in data.probes:
         raise UserError(f"--split {split!r} is not a probe of this run; choose one of {', '.join(data.probes)}")
-    steps = runs.list_steps(run_dir)
+    saved = runs.list_steps(run_dir)
+    if steps is not None and set(steps) - set(saved):
+        raise UserError(f"{run_dir}: no checkpoint at step {sorted(set(steps) - set(saved))[0]}; it has {saved}")
+    steps = saved if steps is None else sorted(set(steps))
     if not steps:
         raise UserError(f"{run_dir}: no checkpoints to analyse; train it first (`groklab train`)")
     rows = pick_rows(data.probes[split], examples)

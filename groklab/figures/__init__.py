@@ -9,12 +9,14 @@ and never by importing analysis code: labels come from the data written beside e
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # no screen needed
+if not os.environ.get("MPLBACKEND"):  # a Jupyter kernel names its inline backend there: keep it (tutorials/)
+    matplotlib.use("Agg")  # no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from groklab import runs  # noqa: E402

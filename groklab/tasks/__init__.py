@@ -13,7 +13,7 @@ import numpy as np
 
 from groklab import config
 from groklab.errors import UserError
-from groklab.tasks import comparison, complex, composition, dyck, modular, structural
+from groklab.tasks import comparison, complex, composition, dyck, logic, modular, structural
 from groklab.tasks.dataset import REQUIRED_ROLES, Split, TaskData
 
 
@@ -46,6 +46,7 @@ TASKS: dict[str, TaskSpec] = {
         breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes,
     ),
     "modular": TaskSpec(modular.ModularConfig, modular.generate, modular.ROLES),
+    "logic": TaskSpec(logic.LogicConfig, logic.generate, logic.ROLES),  # propositional formulas (issue 19)
     # structural grokking (Murty et al. 2023): sequence tasks, one LM sequence per example
     "question-formation": TaskSpec(
         structural.QuestionFormationConfig, structural.generate, structural.ROLES, sequence=True
