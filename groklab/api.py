@@ -279,7 +279,9 @@ def load_run(run_dir: str | Path) -> Run:
     """An existing run directory (one `groklab train` or `train` made)."""
     path = Path(run_dir)
     if not runs.is_run(path):
-        raise UserError(f"{path} is not a run directory (no {runs.CONFIG}); train one with groklab.api.train")
+        raise UserError(
+            f"{path} is not a run directory (no {runs.CONFIG}); train one (`groklab train` or groklab.api.train)"
+        )
     return Run(path)
 
 
@@ -316,7 +318,7 @@ def analyze(
 
     if examples < 1:
         raise UserError(f"examples={examples} must be >= 1")
-    path = _run(run).path
+    path = run.path if isinstance(run, Run) else Path(run)  # a folder that is no run: the analysis says what is missing
     out = over_checkpoints(path, method, split, examples, progress, None if steps is None else list(steps))
     result = runs.read_json(out)
     figures = [runs.analysis_file(path, method, result["split"], suffix) for suffix, _ in methods.get(method).figures]
