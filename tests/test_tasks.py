@@ -71,7 +71,7 @@ def test_same_seed_same_data_other_seed_other_data(small, task):
 
 def test_registry_dispatches_and_refuses_unknown_tasks():
     assert set(TASKS) == {
-        "composition", "comparison", "complex", "modular", "question-formation", "tense-inflection", "dyck"
+        "composition", "comparison", "complex", "modular", "question-formation", "tense-inflection", "dyck", "logic"
     }
     for name, spec in TASKS.items():
         assert spec.config().task == name
