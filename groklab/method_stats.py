@@ -83,8 +83,13 @@ def bootstrap(values: np.ndarray, statistic, samples: int = BOOTSTRAP_SAMPLES) -
         return math.nan, math.nan
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     resampled = values[rng.integers(0, len(values), size=(samples, len(values)))]
-    stats = np.sort(statistic(resampled))
-    return float(stats[int(0.025 * (samples - 1))]), float(stats[int(math.ceil(0.975 * (samples - 1)))])
+    return interval_95(statistic(resampled))
+
+
+def interval_95(stats: np.ndarray) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of bootstrap statistics (nearest rank, outward)."""
+    stats = np.sort(stats)
+    return float(stats[int(0.025 * (len(stats) - 1))]), float(stats[int(math.ceil(0.975 * (len(stats) - 1)))])
 
 
 def speedup(baseline: Variant, other: Variant) -> tuple[str, float, float, float]:
@@ -102,10 +107,9 @@ def speedup(baseline: Variant, other: Variant) -> tuple[str, float, float, float
     ma = np.median(a[rng.integers(0, len(a), size=(BOOTSTRAP_SAMPLES, len(a)))], axis=-1)
     mb = np.median(b[rng.integers(0, len(b), size=(BOOTSTRAP_SAMPLES, len(b)))], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = np.sort(ma / mb)
+        ratios = ma / mb
         point = float(np.median(a) / np.median(b))
-    lo, hi = ratios[int(0.025 * (BOOTSTRAP_SAMPLES - 1))], ratios[int(math.ceil(0.975 * (BOOTSTRAP_SAMPLES - 1)))]
-    return qualifier, point, float(lo), float(hi)
+    return qualifier, point, *interval_95(ratios)
 
 
 def variants(results: list[RunResult], keys: list[str]) -> list[Variant]:

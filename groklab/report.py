@@ -56,6 +56,13 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # --- the page -----------------------------------------------------------------------------------------------------
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table, every cell escaped (the summary, the methods and the LLM tables)."""
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
 def file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in name)
 
@@ -99,7 +106,6 @@ def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict
     from groklab import method_stats
     from groklab.figures.methods import steps_figure
 
-    e = html.escape
     every = method_stats.variants(results, keys)
     best = method_stats.best_per_method(every)
     baseline = next((s.get("baseline") for s in sweeps if s.get("baseline")), None)
@@ -107,9 +113,7 @@ def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict
     runs.write_text(out / "methods.txt", format_table(header, rows) + "\n")
     best_png = steps_figure(best, out / "steps-to-grok-by-method.png", "steps to grok, each method at its best setting")
     all_png = steps_figure(every, out / "steps-to-grok-by-setting.png", "steps to grok, every method and setting")
-    cells = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f"<h2>Methods over seeds</h2><table><tr>{cells}</tr>{body}</table><p class=meta>★ the method's best "
+    return (f"<h2>Methods over seeds</h2>{html_table(header, rows)}<p class=meta>★ the method's best "
             "setting (most seeds grokked, then fewest median steps); a seed that never grokked counts as +inf steps, "
             "so a median of “&gt; budget” means half or more never grokked; intervals are percentile bootstraps over "
             f"seeds ({method_stats.BOOTSTRAP_SAMPLES:,} resamples).</p>"
@@ -120,7 +124,6 @@ def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict
 def llm_section(results: list[RunResult]) -> str:
     """HTML for the runs that have llm-eval.json (`groklab llm-eval`): each LLM's accuracy beside the run's own
     model's on the same queries (Wang et al. §5's parametric vs non-parametric memory); empty when none has."""
-    e = html.escape
     header = ["run", "model", "split", "context", "CoT", "queries", "LLM acc", "unparseable", "undecided",
               "grokked acc", "grokked step"]
     rows = []
@@ -134,9 +137,7 @@ def llm_section(results: list[RunResult]) -> str:
                          show(g.get("accuracy"), 3), show(g.get("step"))])
     if not rows:
         return ""
-    cells = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f"<h2>LLMs beside the grokked model</h2><table><tr>{cells}</tr>{body}</table><p class=meta>the same "
+    return (f"<h2>LLMs beside the grokked model</h2>{html_table(header, rows)}<p class=meta>the same "
             "queries: an LLM given the facts in its context (all, or the k a BM25 retriever finds) against the "
             "run's model, which holds them in its weights; unparseable and undecided replies count as wrong.</p>")
 
@@ -160,9 +161,7 @@ def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps:
                      f"<b>fixed</b> <code>{e(fixed)}</code></p>")
     if missing:
         parts.append(f"<p>not started yet: {e(', '.join(missing))}</p>")
-    cells = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    parts.append(f"<h2>Summary</h2><table><tr>{cells}</tr>{body}</table><p class=meta>fit: train probe ≥ "
+    parts.append(f"<h2>Summary</h2>{html_table(header, rows)}<p class=meta>fit: train probe ≥ "
                  "train.fit_threshold; grok: the grok probe ≥ train.grok_threshold (test_id; for sequence tasks "
                  "the generalisation split gen, and their test_id / test_ood columns are test / gen); "
                  "delay = grok − fit.</p>")
