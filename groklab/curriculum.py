@@ -20,15 +20,17 @@ A curriculum file (shipped ones: groklab/curricula/*.toml):
     "data.phi" = 0
 
 Forgetting is measured by evaluating every earlier stage's probes in each later stage, logged as
-`<stage>:<probe>/acc`. A later stage's vocabulary is the union: its task's tokens (same ids as on their own),
-then the earlier stages' tokens it lacks, so earlier probes can be spelled in it and the warm start carries every
-earlier token's rows by name. That data (the stage's task plus the carried probes, each sampled to
-`carried_probe_size` rows) is written to CURRICULUM_DIR/data/<stage> and the stage trains on that folder, so its
-resume reads the very same data. Its model's context is the longest input of any stage, so a later stage with
-shorter inputs pays for the earlier stages' longer ones in every step.
+`<stage>--<probe>/acc` (the name is also a file name in the stage's dataset folder: a separator every OS allows
+in file names; stage names may not hold `--`). A later stage's vocabulary is the union: its task's tokens (same
+ids as on their own), then the earlier stages' tokens it lacks, so earlier probes can be spelled in it and the
+warm start carries every earlier token's rows by name. That data (the stage's task plus the carried probes, each
+sampled to `carried_probe_size` rows) is written to CURRICULUM_DIR/data/<stage> and the stage trains on that
+folder, so its resume reads the very same data. Its model's context is the longest input of any stage, so a
+later stage with shorter inputs pays for the earlier stages' longer ones in every step.
 
 Resume: a re-run skips finished stages and resumes a started one exactly (its own checkpoints); curriculum.json
-holds the plan, and a re-run whose plan differs (other settings, --set or --start-from) is refused.
+holds the plan, and a re-run whose plan differs (other settings, --set or --start-from) is refused. The report
+(CURRICULUM_DIR/report/) is groklab/curriculum_report.py's.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ CURRICULUM_DIR = Path(__file__).parent / "curricula"
 PLAN = "curriculum.json"  # the resolved plan, in the curriculum folder
 DATA_DIR = "data"  # CURRICULUM_DIR/data/<stage>: a later stage's data with the earlier stages' probes
 REPORT_DIR = "report"
-CARRIED = ":"  # `<stage>:<probe>`: a probe carried from an earlier stage
+CARRIED = "--"  # `<stage>--<probe>`: a probe carried from an earlier stage
+LEGACY_CARRIED = ":"  # the separator before issue 19's review (not a portable file name), read in older folders
 TOP_KEYS = ("description", "set", "stage", "carried_probe_size")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 StartFrom = Literal["last", "grok", "scratch"]
@@ -132,8 +135,9 @@ def build_stage(raw: dict, i: int, path: Path, common: dict, cli: dict, start_fr
         if not isinstance(raw.get("name"), str) or not isinstance(raw.get("config"), str):
             raise UserError('needs name = "..." and config = "PRESET" or "FILE.toml"')
         spec = config.build(StageSpec, raw, "stage")
-        if not NAME.fullmatch(spec.name) or spec.name in (DATA_DIR, REPORT_DIR):
-            raise UserError(f"name={spec.name!r} must be letters, digits, . _ - (a folder name), not data or report")
+        if not NAME.fullmatch(spec.name) or CARRIED in spec.name or spec.name in (DATA_DIR, REPORT_DIR):
+            raise UserError(f"name={spec.name!r} must be letters, digits, . _ - (a folder name), without "
+                            f"{CARRIED} (it separates stage and probe in carried probes' names), not data or report")
         beside = path.parent / spec.config
         base = beside if beside.is_file() else config.resolve_preset(spec.config)
         own = config.flatten(table(spec.set, "[stage.set]"))
@@ -177,6 +181,18 @@ def check_chain(stages: list[Stage], path: Path) -> None:
 
 
 # --- carried probes --------------------------------------------------------------------------------------------------
+def portable(name: str) -> str:
+    """A probe or metric name with an older folder's `<stage>:<probe>` spelt as now, `<stage>--<probe>`."""
+    return name.replace(LEGACY_CARRIED, CARRIED)
+
+
+def carried_name(stage: str, probe: str) -> str:
+    """What `stage`'s probe is called in later stages: `<stage>--<probe>`, or its own name when `stage` carried it
+    from an earlier stage itself (it is named after the stage it belongs to)."""
+    probe = portable(probe)
+    return probe if CARRIED in probe else f"{stage}{CARRIED}{probe}"
+
+
 def remap(split, ids: np.ndarray):
     """A split's token ids (inputs, answers, fields; ABSENT stays ABSENT) translated by `ids` (old id -> new id)."""
     from groklab.tasks.dataset import Split
@@ -197,7 +213,7 @@ def same_rows(a, b) -> bool:
 
 def with_earlier_probes(data, earlier, earlier_stage: str, size: int):
     """`data` whose vocabulary also holds `earlier`'s tokens (appended) and whose probes also hold `earlier`'s,
-    named `<earlier_stage>:<probe>` (probes `earlier` itself carried keep their names), at most `size` rows each."""
+    named `carried_name(earlier_stage, probe)`, at most `size` rows each."""
     from groklab.tasks.dataset import Vocab
     from groklab.tasks.knowledge import sample_probe
 
@@ -208,9 +224,9 @@ def with_earlier_probes(data, earlier, earlier_stage: str, size: int):
     rng = np.random.default_rng(0)  # which rows are carried: fixed, so every seed of a curriculum sees the same
     probes = dict(data.probes)
     for name, split in earlier.probes.items():
-        carried, rows = name if CARRIED in name else f"{earlier_stage}{CARRIED}{name}", remap(split, ids)
+        rows = remap(split, ids)
         if not any(same_rows(rows, own) for own in data.probes.values()):  # one evaluation of the same facts
-            probes[carried] = sample_probe(rng, rows, size)
+            probes[carried_name(earlier_stage, name)] = sample_probe(rng, rows, size)
     return dataclasses.replace(data, vocab=vocab, probes=probes)
 
 
@@ -278,70 +294,13 @@ def run_stage(cur: Curriculum, out: Path, i: int, progress: bool) -> dict:
 
 def run(cur: Curriculum, out: Path, progress: bool = True) -> list[dict]:
     """Every stage in order (resuming where a killed run stopped), then the report; returns the summaries."""
+    from groklab import curriculum_report
+
     check_plan(cur, out)
     summaries = []
     for i, stage in enumerate(cur.stages):
         if progress:
             print(f"stage {i + 1}/{len(cur.stages)}: {stage.name} ({stage.config.data.task}) → {out / stage.name}")
         summaries.append(run_stage(cur, out, i, progress))
-    write_report(out)
+    curriculum_report.write(out)
     return summaries
-
-
-# --- the report -----------------------------------------------------------------------------------------------------
-def forgetting(results: list) -> list[list[str]]:
-    """Per later stage and earlier probe (the earlier stage's train and grok probes): accuracy when the stage
-    starts, its lowest, and at its end."""
-    from groklab.grokking import fit_probes, grok_probe
-    from groklab.report import show
-
-    rows = []
-    for i, r in enumerate(results):
-        for earlier in results[:i]:
-            roles = earlier.stats["roles"]
-            for probe in dict.fromkeys([fit_probes(roles)[0], grok_probe(roles)]):
-                values = [row[k] for row in r.rows if (k := f"{earlier.name}{CARRIED}{probe}/acc") in row]
-                if values:
-                    rows.append([r.name, f"{earlier.name}{CARRIED}{probe}",
-                                 *(show(v, 3) for v in (values[0], min(values), values[-1]))])
-    return rows
-
-
-def started_from(run_dir: Path) -> str:
-    parent = runs.read_json(run_dir / runs.META).get("init_from")
-    return f"{Path(parent['run']).name} @ {parent['step']}" if parent else "random init"
-
-
-def write_report(out: Path) -> Path:
-    """CURRICULUM_DIR/report/: index.html (table, forgetting, figures embedded) and its PNGs. Reads files only."""
-    import html
-
-    from groklab.figures.accuracy import accuracy_curves
-    from groklab.figures.curriculum import curriculum_figure
-    from groklab.report import format_table, img, table
-    from groklab.results import load_run
-
-    plan = runs.read_json(out / PLAN, f"{out} is not a curriculum folder; run `groklab curriculum FILE --out {out}`")
-    results = [load_run(out / s["name"], s["name"]) for s in plan["stages"] if runs.is_run(out / s["name"])]
-    dest = out / REPORT_DIR
-    dest.mkdir(parents=True, exist_ok=True)
-    stages = [(r.name, r.rows, r.stats["roles"]) for r in results]
-    figure = curriculum_figure(stages, dest / "curriculum.png", title=f"curriculum {plan['name']}")
-    curves = [accuracy_curves(r.rows, r.stats["roles"], dest / f"accuracy-{r.name}.png", r.name, r.stats)
-              for r in results]
-    header, rows = table(results, ["data.task"])
-    header, rows = [*header, "started from"], [[*row, started_from(r.run_dir)] for row, r in zip(rows, results,
-                                                                                                   strict=True)]
-    lost = forgetting(results)
-    text = format_table(header, rows)
-    if lost:
-        text += "\n\n" + format_table(["stage", "earlier probe", "acc at start", "lowest", "at end"], lost)
-    runs.write_text(dest / "summary.txt", text + "\n")
-    e = html.escape
-    page = [f"<h1>curriculum {e(plan['name'])}</h1><p>{len(results)} of {len(plan['stages'])} stages started, in "
-            f"{e(str(out))}</p><pre>{e(text)}</pre>", f"<figure>{img(figure, 'all stages')}</figure>"]
-    page += [f"<figure>{img(png, r.name)}<figcaption>{e(r.name)}</figcaption></figure>"
-             for png, r in zip(curves, results, strict=True)]
-    style = "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}img{max-width:100%}pre{font-size:12px}"
-    return runs.write_text(dest / "index.html", f"<!doctype html><html><head><meta charset=utf-8><title>curriculum "
-                           f"{e(plan['name'])}</title><style>{style}</style></head><body>{''.join(page)}</body></html>\n")

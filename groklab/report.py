@@ -147,6 +147,24 @@ def img(png: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" title="{html.escape(png.name)}">'
 
 
+def html_figure(png: Path, caption: str) -> str:
+    """A PNG embedded with its caption (escaped)."""
+    return f"<figure>{img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+PAGE_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+              "font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:"
+              "left}th{background:#f3f3f3}img{max-width:100%}.grid{display:grid;grid-template-columns:repeat("
+              "auto-fill,minmax(520px,1fr));gap:1em}figure{margin:0}figcaption{font-size:13px;color:#444}"
+              ".meta{color:#666}")
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A self-contained page: `parts` (HTML, already escaped) under one style (this report and the curriculum's)."""
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{PAGE_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
 def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps: list[dict], missing: list[str],
            figures: list[tuple[str, Path]], curves: list[tuple[str, Path]], compared: str = "") -> str:
     e = html.escape
@@ -169,13 +187,8 @@ def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps:
     parts.append(llm_section(results))
     if figures:
         parts.append("<h2>Grokking against the swept variables</h2>")
-        parts += [f"<figure>{img(png, title)}<figcaption>{e(title)}</figcaption></figure>" for title, png in figures]
+        parts += [html_figure(png, title) for title, png in figures]
     parts.append("<h2>Accuracy curves</h2><div class=grid>")
-    parts += [f"<figure>{img(png, name)}<figcaption>{e(name)}</figcaption></figure>" for name, png in curves]
+    parts += [html_figure(png, name) for name, png in curves]
     parts.append("</div>")
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:"
-             "left}th{background:#f3f3f3}img{max-width:100%}.grid{display:grid;grid-template-columns:repeat(auto-fill,"
-             "minmax(520px,1fr));gap:1em}figure{margin:0}figcaption{font-size:13px;color:#444}.meta{color:#666}")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>groklab report</title><style>{style}</style>"
-            f"</head><body>{''.join(parts)}</body></html>\n")
+    return html_page("groklab report", parts)

@@ -3,6 +3,7 @@ stages after a crash or kill -9 equals the uninterrupted curriculum, and bad fil
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from groklab import checkpoint, curriculum, runs
+from groklab import checkpoint, curriculum, curriculum_report, runs
 from groklab.cli import main
 from groklab.tasks import generate
 from groklab.tasks.composition import CompositionConfig
@@ -66,12 +67,25 @@ def test_stages_chain_and_later_stages_evaluate_earlier_probes(finished):
     parent = runs.read_json(wider / runs.META)["init_from"]
     assert parent["run"] == str(atomic.resolve()) and parent["step"] == 20
     rows = runs.read_metrics(wider)
-    assert rows[0]["step"] == 0 and "atomic:id_atomic/acc" in rows[-1] and "atomic:ood_atomic/acc" in rows[-1]
+    assert rows[0]["step"] == 0 and "atomic--id_atomic/acc" in rows[-1] and "atomic--ood_atomic/acc" in rows[-1]
     manifest = runs.read_json(checkpoint.step_dir(atomic, 20) / "manifest.json")
     assert parent["checksum"] == manifest["sha256"]["model.safetensors"]
     for name in ("index.html", "curriculum.png", "summary.txt"):
         assert (out / "report" / name).stat().st_size > 100
-    assert "atomic:id_atomic" in (out / "report" / "summary.txt").read_text()
+    assert "atomic--id_atomic" in (out / "report" / "summary.txt").read_text()
+    written = [p.name for folder in (out / curriculum.DATA_DIR, out / "report") for p in folder.rglob("*")]
+    assert "atomic--ood_atomic.jsonl" in written
+    assert not [name for name in written if set(name) & set('<>:"\\|?*')]  # file names Windows accepts too
+
+
+def test_older_folders_with_colon_names_report_the_same(finished, tmp_path):
+    """Folders written while carried probes were `<stage>:<probe>` are read under the current names."""
+    shutil.copytree(finished / "out", tmp_path / "out")
+    metrics = tmp_path / "out" / "wider" / runs.METRICS
+    metrics.write_text(metrics.read_text().replace('"atomic--', '"atomic:'))
+    curriculum_report.write(tmp_path / "out")
+    summary = (tmp_path / "out" / "report" / "summary.txt").read_text()
+    assert "atomic--id_atomic" in summary and summary == (finished / "out" / "report" / "summary.txt").read_text()
 
 
 def test_the_vocabulary_is_the_union_and_carried_tokens_keep_their_names(finished):
@@ -81,7 +95,7 @@ def test_the_vocabulary_is_the_union_and_carried_tokens_keep_their_names(finishe
     assert data.vocab.tokens[: len(own.vocab)] == own.vocab.tokens  # its own ids are unchanged
     assert set(earlier.vocab.tokens) <= set(data.vocab.tokens)
     spell = lambda d, split: [[d.vocab.tokens[t] for t in row] for row in split.tokens]  # noqa: E731
-    carried, original = data.probes["atomic:ood_atomic"], earlier.probes["ood_atomic"]
+    carried, original = data.probes["atomic--ood_atomic"], earlier.probes["ood_atomic"]
     assert len(carried) == len(original) and spell(data, carried) == spell(earlier, original)
     assert [data.vocab.tokens[a] for a in carried.answers] == [earlier.vocab.tokens[a] for a in original.answers]
 
@@ -90,6 +104,16 @@ def test_identical_earlier_probes_are_not_evaluated_twice():
     data = generate(CompositionConfig(n_entities=30, n_relations=10, relations_per_entity=10, phi=2.0))
     same = curriculum.with_earlier_probes(data, data, "before", 1000)
     assert same.probes.keys() == data.probes.keys() and same.vocab == data.vocab
+
+
+def test_carried_probes_keep_the_stage_they_belong_to_and_colon_names_are_renamed():
+    data = generate(CompositionConfig(n_entities=30, n_relations=10, relations_per_entity=10, phi=2.0))
+    other = generate(CompositionConfig(n_entities=20, n_relations=10, relations_per_entity=10, phi=2.0, seed=1))
+    old = other.probes["ood_atomic"]
+    earlier = dataclasses.replace(other, probes={"ood_atomic": old, "first:ood_atomic": old, "zero--x": old})
+    carried = curriculum.with_earlier_probes(data, earlier, "second", 0).probes
+    assert {"second--ood_atomic", "first--ood_atomic", "zero--x"} <= carried.keys()
+    assert not [name for name in carried if ":" in name]
 
 
 def test_rerun_skips_finished_stages_and_resumes_the_interrupted_one_exactly(finished, tmp_path):
@@ -139,6 +163,7 @@ def test_a_different_plan_in_the_same_folder_is_refused(finished, capsys):
         ('[[stage]]\nname = "a"\nconfig = "demo"\nstart_from = "best"\n', "start_from='best' is not one of"),
         ('[[stage]]\nname = "a"\nconfig = "nope"\n', "config 'nope' not found"),
         ('[[stage]]\nname = "a/b"\nconfig = "demo"\n', "must be letters, digits"),
+        ('[[stage]]\nname = "a--b"\nconfig = "demo"\n', "without -- (it separates stage and probe"),
         ('[[stage]]\nname = "a"\nconfig = "demo"\n[[stage]]\nname = "a"\nconfig = "demo"\n', "two stages are named"),
         ('[[stage]]\nname = "a"\nconfig = "demo"\n[stage.set]\n"model.n_layer" = 2\n', "unknown key model.n_layer"),
         ('[[stage]]\nname = "a"\nconfig = "demo"\n[[stage]]\nname = "b"\nconfig = "demo"\n[stage.set]\n'

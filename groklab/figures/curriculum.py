@@ -1,11 +1,12 @@
 """A curriculum's stages on one step axis: each stage's own training and grok probes in its colour, and, over
-the later stages, the earlier stages' probes that they keep evaluating (`<stage>:<probe>`): forgetting."""
+the later stages, the earlier stages' probes that they keep evaluating (`<stage>--<probe>`): forgetting."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from groklab.curriculum import carried_name
 from groklab.figures import plt, save
 
 
@@ -36,7 +37,7 @@ def curriculum_figure(stages: list[tuple[str, list[dict], dict]], out: Path, tit
                     linewidth=2.0 if style == "-" else 1.2, label=f"{name}: {probe} ({what})")
         for earlier, probes in drawn.items():
             for probe, (style, _) in probes.items():
-                key = f"{earlier}:{probe}/acc"
+                key = f"{carried_name(earlier, probe)}/acc"
                 if earlier != name and any(key in r for r in rows):
                     ax.plot(steps, [r.get(key, math.nan) for r in rows], color=colour[earlier], linestyle=style,
                             linewidth=0.9, alpha=0.5)

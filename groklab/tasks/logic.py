@@ -33,7 +33,9 @@ the no-information accuracy is 0.5; summary.json's `no_information` gives it per
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -121,55 +123,56 @@ class Formulas:
     def __add__(self, other: Formulas) -> Formulas:
         return Formulas(self.symbols + other.symbols, self.tables + other.tables)
 
+    def take(self, idx: Iterable[int]) -> Formulas:
+        idx = list(idx)
+        return Formulas([self.symbols[i] for i in idx], [self.tables[i] for i in idx])
+
+
+NO_OPERAND = Formulas([()], [0])  # a unary operator's second operand: no symbols (its table is not read)
+
 
 def variable_tables(n_vars: int) -> list[int]:
     """Truth table of variable i: bit k is set when bit i of assignment k is."""
     return [sum(1 << k for k in range(2**n_vars) if k >> i & 1) for i in range(n_vars)]
 
 
+def operator_blocks(levels: list[Formulas]) -> list[tuple[str, Formulas, Formulas]]:
+    """The formulas of depth d = len(levels) as blocks (operator, first operands, second operands): ¬ of one of
+    depth d−1, then per binary operator (exact d−1, any < d) and (any < d−1, exact d−1). The one order that
+    `enumerate_formulas` lists them in and `sample_deeper` numbers them by."""
+    top, below = levels[-1], sum(levels[1:], levels[0])
+    lower = below.take(range(len(below) - len(top)))
+    return [("not", top, NO_OPERAND)] + [(op, a, b) for op in BINARY for a, b in ((top, below), (lower, top))]
+
+
+def combine(op: str, a: Formulas, b: Formulas, n_vars: int, pairs: list[tuple[int, int]]) -> Formulas:
+    """The formulas `op a[i] b[j]` for (i, j) in `pairs`: prefix symbols and truth tables."""
+    symbol, fn, full = n_vars + list(OPERATORS).index(op), OPERATORS[op][1], (1 << 2**n_vars) - 1
+    return Formulas([(symbol, *a.symbols[i], *b.symbols[j]) for i, j in pairs],
+                    [fn(a.tables[i], b.tables[j], full) for i, j in pairs])
+
+
 def enumerate_formulas(n_vars: int, depth: int) -> list[Formulas]:
-    """Every formula, by exact depth (element d: depth d). A formula of depth d is ¬ of one of depth d−1, or a
-    binary operator whose deeper operand has depth d−1: (exact d−1, any < d) or (any < d−1, exact d−1)."""
-    full = (1 << 2**n_vars) - 1
-    ops = {op: n_vars + j for j, op in enumerate(OPERATORS)}
+    """Every formula, by exact depth (element d: depth d), in `operator_blocks` order."""
     levels = [Formulas([(i,) for i in range(n_vars)], variable_tables(n_vars))]
-    below = levels[0]  # every formula of depth < d
     for _ in range(depth):
-        top, shallower = levels[-1], below  # exact d−1; all < d (below includes top)
-        lower = Formulas(below.symbols[: len(below) - len(top)], below.tables[: len(below) - len(top)])
-        fn = OPERATORS["not"][1]
-        level = Formulas([(ops["not"], *s) for s in top.symbols], [fn(t, 0, full) for t in top.tables])
-        for op in BINARY:
-            fn = OPERATORS[op][1]
-            for left, right in ((top, shallower), (lower, top)):
-                level += Formulas(
-                    [(ops[op], *a, *b) for a in left.symbols for b in right.symbols],
-                    [fn(ta, tb, full) for ta in left.tables for tb in right.tables],
-                )
+        level = Formulas([], [])
+        for op, a, b in operator_blocks(levels):
+            level += combine(op, a, b, n_vars, list(itertools.product(range(len(a)), range(len(b)))))
         levels.append(level)
-        below = below + level
     return levels
 
 
 def sample_deeper(rng: np.random.Generator, levels: list[Formulas], n_vars: int, k: int) -> Formulas:
     """k distinct formulas of depth len(levels), uniformly among all of them (at most all of them): a formula
     number in 0..count−1 is decoded into (operator, operands) the way `enumerate_formulas` orders them."""
-    full = (1 << 2**n_vars) - 1
-    top, below = levels[-1], sum(levels[1:], levels[0])
-    lower = Formulas(below.symbols[: len(below) - len(top)], below.tables[: len(below) - len(top)])
-    ops = {op: n_vars + j for j, op in enumerate(OPERATORS)}
-    blocks = [("not", top, None)] + [(op, a, b) for op in BINARY for a, b in ((top, below), (lower, top))]
-    sizes = [len(a) * (1 if b is None else len(b)) for _, a, b in blocks]
+    blocks = operator_blocks(levels)
+    sizes = [len(a) * len(b) for _, a, b in blocks]
     picks = np.sort(rng.choice(sum(sizes), size=min(k, sum(sizes)), replace=False))
     out = Formulas([], [])
-    starts = np.cumsum([0] + sizes)
-    for (op, a, b), start, size in zip(blocks, starts, sizes, strict=False):
-        fn = OPERATORS[op][1]
-        for number in picks[(picks >= start) & (picks < start + size)] - start:
-            i, j = (int(number), 0) if b is None else divmod(int(number), len(b))
-            tb = 0 if b is None else b.tables[j]
-            rest = () if b is None else b.symbols[j]
-            out += Formulas([(ops[op], *a.symbols[i], *rest)], [fn(a.tables[i], tb, full)])
+    for (op, a, b), start, size in zip(blocks, np.cumsum([0] + sizes), sizes, strict=False):
+        numbers = picks[(picks >= start) & (picks < start + size)] - start
+        out += combine(op, a, b, n_vars, [divmod(int(number), len(b)) for number in numbers])
     return out
 
 
@@ -257,9 +260,7 @@ def generate(cfg: LogicConfig) -> TaskData:
     for d, level in enumerate(levels):
         in_train = np.ones(len(level), bool) if d == 0 else rng.random(len(level)) < cfg.train_fraction
         for mask, parts in ((in_train, train_parts), (~in_train, test_parts)):
-            chosen = Formulas([s for s, m in zip(level.symbols, mask, strict=True) if m],
-                              [t for t, m in zip(level.tables, mask, strict=True) if m])
-            parts.append(examples(layout, chosen, d, n, id_assignments))
+            parts.append(examples(layout, level.take(np.flatnonzero(mask)), d, n, id_assignments))
         if held_out:
             ood_parts.append(examples(layout, level, d, n, np.arange(cfg.n_assignments - held_out, cfg.n_assignments)))
     ood_size = cfg.probe_size or 3000
@@ -275,11 +276,8 @@ def generate(cfg: LogicConfig) -> TaskData:
         train, test_id = balanced(rng, train, layout), balanced(rng, test_id, layout)
         test_ood = balanced(rng, test_ood, layout) if len(test_ood) else test_ood
     train = shuffled(rng, train)
-    probes = {
-        "train_sample": sample_probe(rng, train, cfg.probe_size),
-        "test_id": sample_probe(rng, test_id, cfg.probe_size),
-        "test_ood": sample_probe(rng, test_ood, cfg.probe_size),
-    }
+    sampled = {"train_sample": train, "test_id": test_id, "test_ood": test_ood}
+    probes = {name: sample_probe(rng, split, cfg.probe_size) for name, split in sampled.items()}
     info = {
         "formulas_per_depth": [len(level) for level in levels],
         "label_prior_true_before_balance": prior,
