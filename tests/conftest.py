@@ -29,3 +29,20 @@ def tiny_config():
         return config.load("demo", TINY + list(extra))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`groklab demo`, trained once per test session (about 5 minutes on 2 cores): tests/test_demo.py checks
+    its science, and notebook 01 reads it (GROKLAB_DEMO_RUN) instead of training the same run a second time.
+    Returns the run directory and what the command printed."""
+    import contextlib
+    import io
+
+    from groklab.cli import main
+
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--out", str(run_dir)]) == 0
+    return run_dir, printed.getvalue()

@@ -7,14 +7,10 @@ import json
 
 import pytest
 
-from groklab.cli import main
-
 
 @pytest.mark.slow
-def test_demo_groks(tmp_path, capsys):
-    run_dir = tmp_path / "demo"
-    assert main(["demo", "--out", str(run_dir)]) == 0
-    out = capsys.readouterr().out
+def test_demo_groks(demo_run):
+    run_dir, out = demo_run  # `groklab demo`, trained once per session (conftest.py)
     assert "grok step" in out and (run_dir / "accuracy.png").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["grok_step"] is not None, summary

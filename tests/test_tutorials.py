@@ -40,14 +40,19 @@ def test_answers_are_folded_away():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
-    """Execute every cell in a fresh kernel; any error, a failed assertion cell included, fails the test."""
+def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch, request):
+    """Execute every cell in a fresh kernel; any error, a failed assertion cell included, fails the test.
+    Notebook 01 reads the session's `groklab demo` run (conftest.py; test_demo.py checks the same run) through
+    its GROKLAB_DEMO_RUN setting, as a user who ran `make demo` would, instead of training it a second time;
+    everything after that cell runs for real."""
     nbclient = pytest.importorskip("nbclient", reason="the [tutorial] extra: pip install -e '.[tutorial]'")
     import nbformat
 
     copy = tmp_path / name
     shutil.copy(TUTORIALS / name, copy)
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the lesson's runs (tempfile.mkdtemp) land here
+    if name.startswith("01-"):
+        monkeypatch.setenv("GROKLAB_DEMO_RUN", str(request.getfixturevalue("demo_run")[0]))
     nb = nbformat.read(copy, as_version=4)
     tic = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
