@@ -193,6 +193,16 @@ def carried_name(stage: str, probe: str) -> str:
     return probe if CARRIED in probe else f"{stage}{CARRIED}{probe}"
 
 
+def earlier_probe_key(rows: list[dict], stage: str, probe: str) -> str | None:
+    """The metric key under which a later stage's `rows` log `stage`'s `probe`: its carried name, or, when the
+    later stage holds the same facts itself (same task and data seed, so the probe was not carried twice), its
+    own probe of that name; None when the later stage does not evaluate it."""
+    for key in (f"{carried_name(stage, probe)}/acc", f"{portable(probe)}/acc"):
+        if any(key in r for r in rows):
+            return key
+    return None
+
+
 def remap(split, ids: np.ndarray):
     """A split's token ids (inputs, answers, fields; ABSENT stays ABSENT) translated by `ids` (old id -> new id)."""
     from groklab.tasks.dataset import Split

@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 
 from groklab import runs
-from groklab.curriculum import PLAN, REPORT_DIR, carried_name, portable
+from groklab.curriculum import PLAN, REPORT_DIR, carried_name, earlier_probe_key, portable
 from groklab.report import format_table, html_figure, html_page, html_table, show, table
 from groklab.results import RunResult, load_run
 
@@ -38,10 +38,11 @@ def forgetting(results: list[RunResult]) -> list[list[str]]:
         for earlier in results[:i]:
             roles = earlier.stats["roles"]
             for probe in dict.fromkeys([fit_probes(roles)[0], grok_probe(roles)]):
-                name = carried_name(earlier.name, probe)
-                values = [row[f"{name}/acc"] for row in r.rows if f"{name}/acc" in row]
+                key = earlier_probe_key(r.rows, earlier.name, probe)
+                values = [row[key] for row in r.rows if key in row] if key else []
                 if values:
-                    rows.append([r.name, name, *(show(v, 3) for v in (values[0], min(values), values[-1]))])
+                    rows.append([r.name, carried_name(earlier.name, probe),
+                                 *(show(v, 3) for v in (values[0], min(values), values[-1]))])
     return rows
 
 

@@ -191,3 +191,15 @@ def test_shipped_curricula_validate():
     scratch = curriculum.load("ladder", ["train.seed=2"], start_from="scratch")
     assert {s.start_from for s in scratch.stages} == {"scratch"} and scratch.stages[2].config.train.seed == 2
     assert np.all([s.config.train.threads == 1 for s in ladder.stages])
+
+
+def test_earlier_probe_key_finds_same_facts_under_their_own_name():
+    """A later stage on the same knowledge base evaluates an earlier stage's id_atomic under its own name (it is
+    not carried twice): the forgetting table and figure must read it there, or the forgetting is invisible."""
+    from groklab.curriculum import earlier_probe_key
+
+    own = [{"step": 0, "id_atomic/acc": 1.0}, {"step": 50, "id_atomic/acc": 0.02}]
+    assert earlier_probe_key(own, "atomic", "id_atomic") == "id_atomic/acc"
+    carried = [{"step": 0, "atomic--id_atomic/acc": 0.9, "id_atomic/acc": 0.1}]
+    assert earlier_probe_key(carried, "atomic", "id_atomic") == "atomic--id_atomic/acc"  # the carried one first
+    assert earlier_probe_key(own, "atomic", "ood_atomic") is None
