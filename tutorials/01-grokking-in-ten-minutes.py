@@ -31,12 +31,13 @@
 # 4. see what **layer sharing** does, in the model's own code;
 # 5. try the exercises (answers are folded away).
 #
-# Top to bottom it takes about 9 minutes on a 2-core CPU, about 4 if you have already run `make demo` (set
-# `DEMO_RUN` below to that run's folder and the lesson reads it instead of training it again). Everything goes
+# Top to bottom it takes about 9 minutes on a 2-core CPU, about 4 if you have already run `make demo`: the
+# lesson then finds that run in `runs/` and reads it instead of training it again. Everything goes
 # through `groklab.api`, the same functions the `groklab` command uses, so what you write here works in your
 # own scripts too. Runs are written to a temporary folder (printed below), never into the repository.
 
 # %%
+import dataclasses
 import inspect
 import os
 import shutil
@@ -50,9 +51,9 @@ import numpy as np
 import groklab.api as gl
 
 THREADS = int(os.environ.get("GROKLAB_THREADS", "0"))  # CPU threads per run; 0 = every core
-# The folder of a demo run you already have (`make demo` prints it, e.g. "runs/demo-20261202-153000"), to read
-# it instead of training it again in section 2; empty: train it here.
-DEMO_RUN = os.environ.get("GROKLAB_DEMO_RUN", "")
+# Section 2's demo run: "auto" reads the newest finished run `make demo` left in runs/ (none: train it here),
+# a folder reads that run (e.g. "runs/demo-20261202-153000"), "" always trains it here.
+DEMO_RUN = os.environ.get("GROKLAB_DEMO_RUN", "auto")
 RUNS = Path(tempfile.mkdtemp(prefix="groklab-lesson-"))  # where this lesson's runs go
 STARTED = time.perf_counter()
 print(f"runs go to {RUNS}")
@@ -141,14 +142,26 @@ assert abs(phi - demo.data.phi) < 0.01
 # The demo model is a 4-layer GPT-2-style transformer, 64 wide. It is trained with AdamW and strong weight
 # decay (1.0), a learning rate that decays (cosine), and the **Grokfast-EMA** gradient filter. The run stops
 # once it has grokked (*grok*: test_inferred_id ≥ 0.95) and memorised every training fact (*fit*:
-# train_inferred, id_atomic and ood_atomic ≥ 0.99). About 5,000 steps: about 5 minutes on 2 cores. With
-# `DEMO_RUN` set, a copy of that run is read instead (it must be the unchanged `demo` preset).
+# train_inferred, id_atomic and ood_atomic ≥ 0.99). About 5,000 steps: about 5 minutes on 2 cores. If you ran
+# `make demo` already, a copy of that run is read instead (`DEMO_RUN` in the first cell says which).
 
 # %%
+def is_demo_run(path):
+    """A finished run of the unchanged `demo` preset (the number of CPU threads may differ)."""
+    other = gl.load_run(path).config
+    same_training = dataclasses.replace(other.train, threads=demo.train.threads) == demo.train
+    return gl.load_run(path).finished and same_training and (other.data, other.model, other.filter) == (
+        demo.data, demo.model, demo.filter)
+
+
+if DEMO_RUN == "auto":  # the lesson runs in tutorials/ (Jupyter) or in the repository root
+    found = [p.parent for folder in (Path("runs"), Path("../runs"))
+             for p in folder.glob("demo-*/summary.json") if is_demo_run(p.parent)]
+    DEMO_RUN = str(max(found, key=lambda p: p.stat().st_mtime)) if found else ""
 if DEMO_RUN:
-    run = gl.load_run(shutil.copytree(DEMO_RUN, RUNS / "demo"))  # a copy: the analyses below write into it
-    same = [part for part in ("data", "model", "filter") if getattr(run.config, part) != getattr(demo, part)]
-    assert not same and run.finished, f"{DEMO_RUN} is not a finished run of the demo preset (differs: {same})"
+    assert is_demo_run(DEMO_RUN), f"{DEMO_RUN} is not a finished run of the demo preset: set DEMO_RUN = ''"
+    print(f"reading the demo run {DEMO_RUN} (a copy: the analyses below write into it)")
+    run = gl.load_run(shutil.copytree(DEMO_RUN, RUNS / "demo"))
 else:
     run = gl.train("demo", {"train.threads": THREADS}, out=RUNS / "demo", progress=False)
 summary = run.summary
