@@ -30,16 +30,14 @@ def curriculum_figure(stages: list[tuple[str, list[dict], dict]], out: Path, tit
     # per stage: its train probe (dashed) and grok probe (solid), the two lines followed across later stages
     drawn = {name: {fit_probes(roles)[0]: ("--", "train"), grok_probe(roles): ("-", "grok probe")}
              for name, _, roles in stages}
-    names = [name for name, _, _ in stages]
-    for (name, rows, _), offset in zip(stages, offsets, strict=True):
+    for i, ((name, rows, _), offset) in enumerate(zip(stages, offsets, strict=True)):
         steps = [offset + r["step"] for r in rows]
         for probe, (style, what) in drawn[name].items():
             ax.plot(steps, [r.get(f"{probe}/acc", math.nan) for r in rows], color=colour[name], linestyle=style,
                     linewidth=2.0 if style == "-" else 1.2, label=f"{name}: {probe} ({what})")
-        for earlier, probes in drawn.items():
-            for probe, (style, _) in probes.items():
-                key = earlier_probe_key(rows, earlier, probe) if earlier != name else None
-                if key and earlier in names[:names.index(name)]:
+        for earlier, _, _ in stages[:i]:
+            for probe, (style, _) in drawn[earlier].items():
+                if key := earlier_probe_key(rows, earlier, probe):
                     ax.plot(steps, [r.get(key, math.nan) for r in rows], color=colour[earlier], linestyle=style,
                             linewidth=0.9, alpha=0.5)
         ax.axvline(offset, color="grey", linewidth=0.8)
