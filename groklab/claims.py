@@ -10,7 +10,8 @@
     section = "φ sweep on a 2-core CPU (issue 5)"       # the heading of results.md that explains it
     runs = ["phi-cpu/*"]                                # globs under docs/runs/: folders with summary.json, config.json
     measure = ["grok_step", "final.test_inferred_ood"]  # dotted paths into each run's summary.json
-    group_by = "data.phi"                               # optional: one value per group (dotted key of config.json)
+    group_by = "data.phi"                               # optional: one value per group (dotted key of config.json),
+                                                        # or "runs": one group per glob (the arms of a comparison)
     baseline = "no_information.test_inferred_ood"       # optional: a summary path shown beside the measure
     verdict = "reproduced"                              # written by a person, never computed
     pending = "why"                                     # optional: the row says "pending: why", no numbers
@@ -36,6 +37,7 @@ from groklab.runs import CONFIG, SUMMARY, read_json, write_text
 
 BEGIN, END = "<!-- claims:begin -->", "<!-- claims:end -->"
 MIN_RUNS = 3  # fewer runs than this get no interval
+BY_GLOB = "runs"  # group_by = "runs": one group per glob of `runs`, e.g. a curriculum against its scratch control
 FEW = f"n < {MIN_RUNS}: no interval"
 REQUIRED = ("claim", "section", "runs", "measure", "verdict")
 OPTIONAL = ("group_by", "baseline", "pending")
@@ -161,18 +163,23 @@ def parse_claim(entry: dict, where: str) -> Claim:
         return Claim(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
 
 
-def run_folders(root: Path, claim: Claim) -> list[Path]:
-    """The folders the claim's globs match under `root`; a glob matching none is an error unless pending."""
-    found: dict[Path, None] = {}
+def glob_folders(root: Path, claim: Claim) -> dict[str, list[Path]]:
+    """Each of the claim's globs → the folders it matches under `root`; one matching none is an error unless
+    the claim is pending."""
+    found = {}
     for pattern in claim.runs:
-        matched = sorted(p for p in root.glob(pattern) if p.is_dir())
-        if not matched and claim.pending is None:
+        found[pattern] = sorted(p for p in root.glob(pattern) if p.is_dir())
+        if not found[pattern] and claim.pending is None:
             raise UserError(
                 f"runs pattern {pattern!r} matches no folder under {root}; commit the "
                 f'runs\' summary.json and config.json there, or set pending = "why" in the claim'
             )
-        found.update(dict.fromkeys(matched))
-    return list(found)
+    return found
+
+
+def run_folders(globs: dict[str, list[Path]]) -> list[Path]:
+    """Every matched folder once, in the globs' order."""
+    return list(dict.fromkeys(folder for found in globs.values() for folder in found))
 
 
 def load_run(folder: Path) -> Run:
@@ -208,10 +215,13 @@ def metric(runs: list[Run], path: str) -> Stat:
 
 
 # --- rendering ---------------------------------------------------------------------------------------------
-def groups(runs: list[Run], key: str | None) -> list[tuple[str | None, list[Run]]]:
-    """Runs by the value of a dotted config key, in the value's order; one unlabelled group without a key."""
+def groups(runs: list[Run], key: str | None, globs: dict[str, list[Path]]) -> list[tuple[str | None, list[Run]]]:
+    """Runs by the value of a dotted config key, in the value's order; by glob (`globs`: each pattern's folders)
+    for "runs"; one unlabelled group without a key."""
     if key is None:
         return [(None, runs)]
+    if key == BY_GLOB:
+        return [(f"`{pattern}`", [r for r in runs if r.folder in set(found)]) for pattern, found in globs.items()]
     by_value: dict[str, tuple[Any, list[Run]]] = {}
     for run in runs:
         value = dotted(run.config, key, f"{run.folder}/config.json")
@@ -224,11 +234,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def measurement(claim: Claim, runs: list[Run]) -> str:
+def measurement(claim: Claim, runs: list[Run], globs: dict[str, list[Path]]) -> str:
     if claim.pending is not None:
         return f"pending: {claim.pending}"
     cells = []
-    for label, members in groups(runs, claim.group_by):
+    for label, members in groups(runs, claim.group_by, globs):
         few = len(members) < MIN_RUNS  # then said once for the group, not after every metric
         parts = [format_stat(path, metric(members, path), not few) for path in claim.measure]
         if claim.baseline:
@@ -273,11 +283,12 @@ def render_row(claim: Claim, root: Path, sections: dict[str, str]) -> str:
             f"section {claim.section!r} is not a heading of results.md; "
             "give a heading's text without its #s"
         )
-    folders = run_folders(root, claim)
+    globs = glob_folders(root, claim)
+    folders = run_folders(globs)
     runs = [] if claim.pending is not None else [load_run(f) for f in folders]
     title = cell(claim.claim).replace("[", "\\[").replace("]", "\\]")
     return (
-        f"| [{title}](#{sections[claim.section]}) | {cell(measurement(claim, runs))} | "
+        f"| [{title}](#{sections[claim.section]}) | {cell(measurement(claim, runs, globs))} | "
         f"{cell(runs_cell(claim, root, folders))} | {cell(claim.verdict)} |\n"
     )
 

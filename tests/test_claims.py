@@ -139,6 +139,18 @@ def test_group_by_gives_one_value_per_group_in_numeric_order(docs, capsys):
     assert "6 in" in row
 
 
+def test_group_by_runs_gives_one_group_per_glob(docs, capsys):
+    for seed, grok in enumerate([2000, 2200, 2400]):  # a second arm, e.g. a curriculum's scratch control
+        write_run(docs, f"scratch/seed={seed}", grok, 0.5)
+    text = (docs / "claims.toml").read_text().replace('"demo-regime/*"', '"demo-regime/*", "scratch/*"')
+    (docs / "claims.toml").write_text(text.replace('verdict = "reproduced"', 'verdict = "x"\ngroup_by = "runs"'))
+    assert run_cli(["claims", "--docs", str(docs)], capsys)[0] == 0
+    (row,) = rows(docs)
+    assert row.index("`demo-regime/*` (n = 3): fit_step") < row.index("<br>`scratch/*` (n = 3): fit_step")
+    assert "grok_step 2,200 ± 497" in row.split("<br>")[1]
+    assert "6 in" in row
+
+
 def test_only_the_marked_table_changes_and_check_passes(docs, capsys):
     code, out, _ = run_cli(["claims", "--docs", str(docs)], capsys)
     assert code == 0 and "1 claims, 0 pending" in out
