@@ -221,7 +221,8 @@ def groups(runs: list[Run], key: str | None, globs: dict[str, list[Path]]) -> li
     if key is None:
         return [(None, runs)]
     if key == BY_GLOB:
-        return [(f"`{pattern}`", [r for r in runs if r.folder in set(found)]) for pattern, found in globs.items()]
+        by_folder = {run.folder: run for run in runs}
+        return [(f"`{pattern}`", [by_folder[f] for f in found if f in by_folder]) for pattern, found in globs.items()]
     by_value: dict[str, tuple[Any, list[Run]]] = {}
     for run in runs:
         value = dotted(run.config, key, f"{run.folder}/config.json")
