@@ -203,9 +203,12 @@ def format_summary(summary: dict) -> str:
         f"{'train reaches grok level at step':34s} {show(summary['train_reaches_grok_level_step'])}",
         f"{'final step':34s} {show(summary['final_step'])}   ({summary['elapsed_s']:.0f}s)",
     ]
-    baseline = summary.get("no_information", {})
+    baseline, shortcut = summary.get("no_information", {}), summary.get("shortcut", {})
     for name, acc in summary["final"].items():
-        prior = f"   (no-information {baseline[name]:.3f})" if name in baseline and "inferred" in name else ""
+        prior = f"   (no-information {baseline[name]:.3f}" if name in baseline and "inferred" in name else ""
+        if prior and name in shortcut:
+            prior += f", ranking shortcut {shortcut[name]:.3f}"
+        prior += ")" if prior else ""
         lines.append(f"{'final accuracy ' + name:34s} {acc:.3f}{prior}")
     groups = summary.get("final_groups", {})
     for probe in dict.fromkeys(k.split("/")[0] for k in groups):

@@ -27,7 +27,7 @@ from groklab.metrics import DeviceSplit, ProbeEvaluator, training_loss
 from groklab.model import Transformer
 from groklab.optim import lr_factor, lr_scale, make_filter, make_optimizer
 from groklab.schedule import log_spaced_steps
-from groklab.tasks import no_information
+from groklab.tasks import no_information, shortcut_baseline
 from groklab.tasks.dataset import TaskData
 
 TRAINER_PREFIX = "train"  # metrics.jsonl keys the trainer writes itself: train/loss, train/grad_norm_max, ...
@@ -314,6 +314,9 @@ class Trainer:
             "steps_per_epoch": self.batches.steps_per_epoch,
             "elapsed_s": round(self.elapsed, 3),
         } | ({"paused": True} if paused else {})
+        shortcut = shortcut_baseline(self.data)  # comparison, complex: the ranking shortcut per probe
+        if shortcut:
+            summary["shortcut"] = shortcut
         runs.write_summary(self.run_dir, summary)
         return summary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -98,3 +99,13 @@ def test_readme_commands_run(capsys, tmp_path, monkeypatch):
             args = args + SMALL_TRAIN
         code, _, err = run_cli(args, capsys)
         assert code == 0, f"groklab {' '.join(args)} failed: {err}"
+
+
+def test_a_comparison_run_reads_its_accuracy_against_the_label_prior_and_the_ranking_shortcut(capsys, tmp_path):
+    tiny = [x for item in TINY if not item.startswith("data.phi") for x in ("--set", item)]
+    args = ["train", "comparison-small", "--quiet", "--out", str(tmp_path / "run"), *tiny]
+    code, out, _ = run_cli(args + ["--set", "data.n_attributes=3", "--set", "train.steps=20"], capsys)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert code == 0 and set(summary["shortcut"]) == {"train_inferred", "test_inferred_id", "test_inferred_ood"}
+    line = next(x for x in out.splitlines() if x.startswith("final accuracy test_inferred_id"))
+    assert f"ranking shortcut {summary['shortcut']['test_inferred_id']:.3f}" in line and "no-information" in line

@@ -188,3 +188,9 @@ def test_a_file_that_is_not_toml_is_named(tmp_path: Path):
     bad.write_text("[model\n")
     with pytest.raises(UserError, match="bad.toml: not valid TOML"):
         config.read_toml(bad)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in config.PRESET_DIR.glob("*.toml")))
+def test_every_shipped_preset_loads_and_validates(preset):
+    cfg = config.load(preset)
+    assert cfg.data.task in TASKS and cfg.train.steps > 0

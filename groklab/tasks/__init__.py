@@ -15,6 +15,7 @@ from groklab import config
 from groklab.errors import UserError
 from groklab.tasks import comparison, complex, composition, dyck, logic, modular, structural
 from groklab.tasks.dataset import REQUIRED_ROLES, Split, TaskData
+from groklab.tasks.ranking_shortcut import ranking_shortcut
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,20 @@ class TaskSpec:
     # the answer's class per row when classes are spelled with several tokens (comparison's per-attribute
     # labels): the no-information baseline is the majority class. None: the answer token is the class.
     answer_classes: Callable[[Split], np.ndarray | None] | None = None
+    # per probe, the accuracy of a shortcut that ignores the task's mechanism (comparison: a ranking fitted to
+    # the training comparisons alone, tasks/ranking_shortcut.py); summary.json's `shortcut`
+    shortcut: Callable[[TaskData], dict[str, float]] | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
     "composition": TaskSpec(composition.CompositionConfig, composition.generate, composition.ROLES),
     "comparison": TaskSpec(
         comparison.ComparisonConfig, comparison.generate, comparison.ROLES,
-        breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes,
+        breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes, shortcut=ranking_shortcut,
     ),
     "complex": TaskSpec(
         complex.ComplexConfig, complex.generate, complex.ROLES,
-        breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes,
+        breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes, shortcut=ranking_shortcut,
     ),
     "modular": TaskSpec(modular.ModularConfig, modular.generate, modular.ROLES),
     "logic": TaskSpec(logic.LogicConfig, logic.generate, logic.ROLES),  # propositional formulas (issue 19)
@@ -96,6 +100,12 @@ def no_information(data: TaskData) -> dict[str, float]:
         if len(classes):
             out[name] = float(np.unique(classes, return_counts=True)[1].max() / len(classes))
     return out
+
+
+def shortcut_baseline(data: TaskData) -> dict[str, float]:
+    """Per probe, the accuracy of the task's mechanism-free shortcut (TaskSpec.shortcut); {} if it has none."""
+    spec = TASKS.get(data.task)
+    return spec.shortcut(data) if spec is not None and spec.shortcut is not None else {}
 
 
 def without_empty_probes(data: TaskData) -> TaskData:
