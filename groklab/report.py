@@ -30,11 +30,26 @@ def show(value: Any, digits: int = 0) -> str:
     return f"{value:,}" if isinstance(value, int) else format_value(value)
 
 
+def baselines(result: RunResult) -> str:
+    """What the test accuracies must be read against: per test probe, its label prior (`no_information`) and,
+    for comparison and complex, the ranking shortcut (`shortcut`), as summary.json gives them."""
+    prior, shortcut = result.stats.get("no_information", {}), result.stats.get("shortcut", {})
+    parts = []
+    for role, label in (("test_id", "test_id"), ("test_ood", "test_ood")):
+        probe = result.stats.get("roles", {}).get(role)
+        levels = [f"{name} {src[probe]:.3f}" for name, src in (("prior", prior), ("shortcut", shortcut))
+                  if probe in src]
+        if levels:
+            parts.append(f"{label}: {', '.join(levels)}")
+    return "; ".join(parts) or "—"
+
+
 def table(results: list[RunResult], keys: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: run, swept values, state, fit/grok steps, fit→grok delay, final accuracies, time."""
+    """Header and rows: run, swept values, state, fit/grok steps, fit→grok delay, final accuracies and the
+    levels to read them against, time."""
     short = short_names(keys)
     header = ["run", *(short[k] for k in keys), "state", "fit step", "grok step", "delay (steps)",
-              "delay (epochs)", "train acc", "test_id acc", "test_ood acc", "steps", "time (s)"]
+              "delay (epochs)", "train acc", "test_id acc", "test_ood acc", "baselines", "steps", "time (s)"]
     rows = []
     for r in results:
         steps, epochs = r.delay()
@@ -42,7 +57,8 @@ def table(results: list[RunResult], keys: list[str]) -> tuple[list[str], list[li
         rows.append([
             r.name, *(show(r.config.get(k)) for k in keys), r.state, show(s.get("fit_step")), show(s.get("grok_step")),
             show(steps), show(epochs, 1), *(show(r.final_acc(role), 3) for role in ("train", "test_id", "test_ood")),
-            show(s.get("final_step")), show(None if s.get("elapsed_s") is None else round(s["elapsed_s"])),
+            baselines(r), show(s.get("final_step")),
+            show(None if s.get("elapsed_s") is None else round(s["elapsed_s"])),
         ])
     return header, rows
 

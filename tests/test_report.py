@@ -224,3 +224,16 @@ def test_the_mean_across_seeds_carries_its_95_percent_t_interval():
 
     assert mean_and_half_width([1.0, 2.0, 3.0]) == pytest.approx((2.0, 4.3027 / math.sqrt(3)), rel=1e-4)
     assert mean_and_half_width([1.0, 3.0]) == (2.0, 0.0)  # fewer than 3 runs: no interval drawn
+
+
+def test_the_table_reads_test_accuracy_against_the_prior_and_the_shortcut(sweep_dir):
+    run = sweep_dir / "phi=12.6,seed=0"
+    summary = runs.read_json(run / "summary.json")
+    levels = {"no_information": {"test_inferred_id": 0.25, "test_inferred_ood": 0.5},
+              "shortcut": {"test_inferred_id": 0.875}}
+    runs.write_json(run / "summary.json", summary | levels)
+    results, keys, _, _ = collect([sweep_dir])
+    header, rows = table(results, keys)
+    by_name = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert by_name["phi=12.6,seed=0"]["baselines"] == "test_id: prior 0.250, shortcut 0.875; test_ood: prior 0.500"
+    assert by_name["phi=7.2,seed=0"]["baselines"] == "—"  # a summary without them (written before they existed)
