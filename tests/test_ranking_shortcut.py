@@ -18,10 +18,11 @@ def test_a_chain_of_neighbour_comparisons_ranks_every_pair_and_keeps_ties():
     e1, e2 = np.arange(1, 6), np.arange(2, 7)
     labels = compare(values[e1], values[e2])
     scores = fit_scores(np.zeros(5, dtype=np.int64), e1, e2, labels - 1, size=7)
-    tau = best_threshold(scores.value[0, e1] - scores.value[0, e2], labels)
-    assert (predict(scores.value[0, e1] - scores.value[0, e2], tau) == labels).all()
+    s = scores.value[scores.row_of[0]]
+    tau = best_threshold(s[e1] - s[e2], labels)
+    assert (predict(s[e1] - s[e2], tau) == labels).all()
     a, b = np.array([1, 1, 6, 3]), np.array([6, 4, 2, 4])  # never compared: 0<4, 0<2, 4>1, 2=2 (3 vs 4)
-    guess = predict(scores.value[0, a] - scores.value[0, b], tau)
+    guess = predict(s[a] - s[b], tau)
     assert guess.tolist() == compare(values[a], values[b]).tolist()
 
 

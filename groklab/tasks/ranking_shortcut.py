@@ -30,16 +30,22 @@ def comparison_rows(split: Split) -> np.ndarray:
 
 
 class Scores:
-    """s(a, e) as a dense table over token ids (attribute token × entity token), and which were fitted."""
+    """s(a, e) as a table: one row per attribute token seen in training, one column per token id."""
 
-    def __init__(self, size: int) -> None:
-        self.value = np.zeros((size, size))
-        self.fitted = np.zeros((size, size), dtype=bool)
+    def __init__(self, attributes: np.ndarray, size: int) -> None:
+        self.row_of = np.full(size, -1)
+        self.row_of[attributes] = np.arange(len(attributes))
+        self.value = np.zeros((len(attributes), size))
+        self.fitted = np.zeros((len(attributes), size), dtype=bool)
 
     def differences(self, split: Split, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """s(a, e1) − s(a, e2) for the split's rows, and whether either entity was compared in training."""
         a, e1, e2 = (split.fields[n][rows] for n in ("attribute", "e1", "e2"))
-        return self.value[a, e1] - self.value[a, e2], self.fitted[a, e1] | self.fitted[a, e2]
+        r = self.row_of[a]
+        seen = r >= 0
+        r = np.where(seen, r, 0)
+        diff = np.where(seen, self.value[r, e1] - self.value[r, e2], 0.0)
+        return diff, seen & (self.fitted[r, e1] | self.fitted[r, e2])
 
 
 def fit_scores(attr: np.ndarray, e1: np.ndarray, e2: np.ndarray, target: np.ndarray, size: int) -> Scores:
@@ -48,8 +54,9 @@ def fit_scores(attr: np.ndarray, e1: np.ndarray, e2: np.ndarray, target: np.ndar
     imported here, not at the top: reading a task's data must not import torch (test_registries)."""
     import torch
 
-    scores = Scores(size)
-    for a in np.unique(attr):
+    attributes = np.unique(attr)
+    scores = Scores(attributes, size)
+    for a in attributes:
         rows = attr == a
         ents, idx = np.unique(np.concatenate([e1[rows], e2[rows]]), return_inverse=True)
         i, j = idx[: rows.sum()], idx[rows.sum():]
@@ -64,8 +71,8 @@ def fit_scores(attr: np.ndarray, e1: np.ndarray, e2: np.ndarray, target: np.ndar
         np.add.at(rhs, i, t)
         np.add.at(rhs, j, -t)
         system = torch.from_numpy(gram + RIDGE * np.eye(n))
-        scores.value[a, ents] = torch.linalg.solve(system, torch.from_numpy(rhs)).numpy()
-        scores.fitted[a, ents] = True
+        scores.value[scores.row_of[a], ents] = torch.linalg.solve(system, torch.from_numpy(rhs)).numpy()
+        scores.fitted[scores.row_of[a], ents] = True
     return scores
 
 
