@@ -205,10 +205,10 @@ def format_summary(summary: dict) -> str:
     ]
     baseline, shortcut = summary.get("no_information", {}), summary.get("shortcut", {})
     for name, acc in summary["final"].items():
-        prior = f"   (no-information {baseline[name]:.3f}" if name in baseline and "inferred" in name else ""
-        if prior and name in shortcut:
-            prior += f", ranking shortcut {shortcut[name]:.3f}"
-        prior += ")" if prior else ""
+        levels = [f"no-information {baseline[name]:.3f}"] if name in baseline and "inferred" in name else []
+        if levels and name in shortcut:
+            levels.append(f"ranking shortcut {shortcut[name]:.3f}")
+        prior = f"   ({', '.join(levels)})" if levels else ""
         lines.append(f"{'final accuracy ' + name:34s} {acc:.3f}{prior}")
     groups = summary.get("final_groups", {})
     for probe in dict.fromkeys(k.split("/")[0] for k in groups):

@@ -35,12 +35,12 @@ def baselines(result: RunResult) -> str:
     for comparison and complex, the ranking shortcut (`shortcut`), as summary.json gives them."""
     prior, shortcut = result.stats.get("no_information", {}), result.stats.get("shortcut", {})
     parts = []
-    for role, label in (("test_id", "test_id"), ("test_ood", "test_ood")):
+    for role in ("test_id", "test_ood"):
         probe = result.stats.get("roles", {}).get(role)
         levels = [f"{name} {src[probe]:.3f}" for name, src in (("prior", prior), ("shortcut", shortcut))
                   if probe in src]
         if levels:
-            parts.append(f"{label}: {', '.join(levels)}")
+            parts.append(f"{role}: {', '.join(levels)}")
     return "; ".join(parts) or "—"
 
 
