@@ -148,6 +148,17 @@ def test_accelerator_presets_run_every_switch_over_five_seeds_against_a_weight_d
     assert all(p.config.train.stop_on_grok for p in points)
 
 
+def test_modular_preset_gives_each_accelerator_its_paper_setting_and_two_neighbours():
+    spec = sweep_file.load("accelerators-modular-cpu")
+    paper = {"grokfast-ema": ("filter.amplify", 2.0), "grokfast-ma": ("filter.amplify", 5.0),
+             "orthograd": ("train.lr", 1e-3), "stablemax": ("train.lr", 1e-3), "egd": ("train.lr", 1e-3),
+             "muon": ("train.muon_lr", 0.02)}
+    grids = {m.name: m.grid for m in spec.methods}
+    for method, (key, value) in paper.items():
+        values = sorted(grids[method][key])
+        assert len(grids[method]) == 1 and len(values) == 3 and values[1] == value, (method, grids[method])
+
+
 def test_readme_methods_example_is_valid(tmp_path):
     import re
 
