@@ -157,6 +157,10 @@ def test_modular_preset_gives_each_accelerator_its_paper_setting_and_two_neighbo
     for method, (key, value) in paper.items():
         values = sorted(grids[method][key])
         assert len(grids[method]) == 1 and len(values) == 3 and values[1] == value, (method, grids[method])
+    # the baseline is tuned on the same lr grid as the lr-tuned methods, or they win by their lr alone
+    lr_grids = [sorted(grids[m]["train.lr"]) for m in ("adamw", "orthograd", "egd")]
+    assert lr_grids[0] == lr_grids[1] == lr_grids[2], lr_grids
+    assert len(grids["adamw"]["train.weight_decay"]) >= 3
 
 
 def test_readme_methods_example_is_valid(tmp_path):
