@@ -119,6 +119,27 @@ def manifest(sweep: Sweep, points: list[Point]) -> dict:
     }
 
 
+def merged_manifest(earlier: dict, new: dict, out: Path) -> tuple[dict, list[str]]:
+    """sweep.json when another sweep file (one seed of a preset, say) already trained runs in this folder: its
+    runs that this expansion lacks are kept, with their grid values, so a report still sees every run here."""
+    names = {r["dir"] for r in new["runs"]}
+    kept = [r for r in earlier.get("runs", []) if r["dir"] not in names and runs.is_run(out / r["dir"])]
+    if not kept:
+        return new, []
+    grid = {k: list(v) for k, v in new["grid"].items()}
+    for key, values in earlier.get("grid", {}).items():
+        grid.setdefault(key, [])
+        grid[key] += [v for v in values if v not in grid[key]]
+    merged = new | {
+        "grid": grid,
+        "keys": new["keys"] + [k for k in earlier.get("keys", []) if k not in new["keys"]],
+        "methods": earlier.get("methods", {}) | new["methods"],
+        "runs": new["runs"] + kept,
+        "merged_from": sorted({*earlier.get("merged_from", []), earlier.get("sweep_file", "?")} - {new["sweep_file"]}),
+    }
+    return merged, [r["name"] for r in kept]
+
+
 # --- one run, in a worker process --------------------------------------------------------------------------
 def execute(job: Job) -> dict:
     """Train one run to its end (start or resume) and draw its figure. Runs in a worker process (or Ray task);
@@ -183,7 +204,12 @@ def run(
     todo, skipped = plan(points, out, threads_per_job(backend, jobs, sweep.resources), sweep.analysis)
     execute_all = sweep_backends.get(backend, jobs, address, sweep.resources)  # fails early if Ray is missing
     out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out / MANIFEST, manifest(sweep, points))
+    written = manifest(sweep, points)
+    if (out / MANIFEST).is_file():
+        written, kept = merged_manifest(runs.read_json(out / MANIFEST), written, out)
+        if kept:
+            say(f"sweep.json keeps {len(kept)} runs of an earlier sweep in {out} ({', '.join(written['merged_from'])})")
+    runs.write_json(out / MANIFEST, written)
     say(f"sweep {sweep.name}: {len(points)} runs in {out} ({len(skipped)} finished, {len(todo)} to train)")
     results = {name: {"name": name, "action": "skip", "status": "skipped"} for name in skipped}
     width = max(len(p.name) for p in points)

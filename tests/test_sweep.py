@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from groklab import checkpoint, runs, sweep, sweep_file
+from groklab import checkpoint, results, runs, sweep, sweep_file
 from groklab.cli import main
 from tests.conftest import TINY
 
@@ -189,6 +189,25 @@ def test_sweep_trains_every_point_and_writes_a_manifest(trained):
     for name in ("seed=0", "seed=1"):
         assert (out / name / "summary.json").is_file() and (out / name / "accuracy.png").stat().st_size > 1000
         assert json.loads((out / name / "config.json").read_text())["train"]["threads"] == 1  # from TINY
+
+
+def test_a_second_sweep_file_into_the_same_folder_keeps_the_first_ones_runs(trained, tmp_path, capsys):
+    """One seed of a preset per sweep file (to run in chunks) used to leave sweep.json describing the last
+    file only, so a report of the folder saw one seed."""
+    out = copy_of(trained, tmp_path)
+    one_seed = write_sweep(tmp_path, "train.seed = [1]", name="one-seed")
+    code, text, _ = run_cli(["sweep", one_seed, "--out", out], capsys)
+    assert code == 0 and "sweep.json keeps 1 runs of an earlier sweep" in text and "seed=1  skipped" in text
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert sorted(r["dir"] for r in manifest["runs"]) == ["seed=0", "seed=1"]
+    assert manifest["grid"] == {"train.seed": [1, 0]} and manifest["merged_from"] == [str(trained[0].resolve())]
+    found, keys, _, missing = results.collect([out])  # what `groklab report` reads
+    assert sorted(r.name for r in found) == ["seed=0", "seed=1"] and keys == ["train.seed"] and not missing
+
+    shutil.rmtree(out / "seed=0")  # a run that is gone is not carried along
+    code, text, _ = run_cli(["sweep", one_seed, "--out", out], capsys)
+    assert code == 0 and "keeps" not in text
+    assert [r["dir"] for r in json.loads((out / "sweep.json").read_text())["runs"]] == ["seed=1"]
 
 
 def test_sweep_is_idempotent_and_resumes_an_interrupted_run(trained, tmp_path, capsys):

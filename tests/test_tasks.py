@@ -4,6 +4,8 @@ correct operation tables, and determinism. Small knowledge bases (|E| = 100) kee
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,27 @@ def test_composition_sizes_follow_the_formulas(small):
     parts = info["n_pool"] + info["n_test_inferred_id"] + info["n_test_inferred_ood"] + info["n_dropped_mixed"]
     assert parts == info["n_chains"]
     assert len(data.vocab) == 1 + 100 + 200
+
+
+def test_composition_ood_atomic_repeat_adds_only_ood_atomic_copies(small):
+    """The deviation data.ood_atomic_repeat=k shows each OOD atomic fact k times an epoch and changes nothing
+    else: the same facts, the same probes, ID atomic facts once."""
+    plain = small["composition"]
+    data = generate(dataclasses.replace(SMALL["composition"], ood_atomic_repeat=4))
+    assert len(data.train) == len(plain.train) + 3 * 100
+    atomic = of_kind(data.train, "atomic")
+    counts: dict[tuple, int] = {}
+    for fact in zip(atomic.fields["head"].tolist(), atomic.fields["r1"].tolist(), strict=True):
+        counts[fact] = counts.get(fact, 0) + 1
+    ood = rows(plain.probes["ood_atomic"], "head", "r1")
+    assert {counts[f] for f in ood} == {4} and {c for f, c in counts.items() if f not in ood} == {1}
+    assert rows(of_kind(data.train, "inferred"), "head", "r1", "r2") == rows(
+        of_kind(plain.train, "inferred"), "head", "r1", "r2"
+    )
+    for name, probe in plain.probes.items():
+        assert np.array_equal(probe.tokens, data.probes[name].tokens), name
+    with pytest.raises(UserError, match="ood_atomic_repeat"):
+        CompositionConfig(ood_atomic_repeat=0).validate()
 
 
 def test_composition_paper_size_counts():
