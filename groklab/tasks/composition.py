@@ -54,9 +54,10 @@ class CompositionConfig:
     # repetition, memorised them all (docs/LOG.md, 2026-12-02). φ still counts distinct inferred facts per
     # distinct ID atomic fact.
     atomic_repeat: int = 1
-    # The OOD atomic facts alone appear this many times more per epoch (on top of atomic_repeat); 1 = the paper.
-    # ALSO A DEVIATION: it targets the one memory no inferred fact rehearses without speeding the ID atomic facts,
-    # whose early memorisation lets the composition circuit form before the inferred facts are memorised.
+    # The OOD atomic facts alone get ood_atomic_repeat - 1 extra copies an epoch (8 with atomic_repeat 1: each
+    # shown 8 times); 1 = the paper. ALSO A DEVIATION: it targets the one memory no inferred fact rehearses without
+    # speeding the ID atomic facts, whose early memorisation lets the circuit form before the inferred facts are
+    # memorised. The demo uses 8 so that it memorises every training fact before it groks (docs/results.md).
     ood_atomic_repeat: int = 1
 
     @property
