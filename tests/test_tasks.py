@@ -4,6 +4,7 @@ correct operation tables, and determinism. Small knowledge bases (|E| = 100) kee
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -120,9 +121,7 @@ def test_composition_ood_atomic_repeat_adds_only_ood_atomic_copies(small):
     data = generate(dataclasses.replace(SMALL["composition"], ood_atomic_repeat=4))
     assert len(data.train) == len(plain.train) + 3 * 100
     atomic = of_kind(data.train, "atomic")
-    counts: dict[tuple, int] = {}
-    for fact in zip(atomic.fields["head"].tolist(), atomic.fields["r1"].tolist(), strict=True):
-        counts[fact] = counts.get(fact, 0) + 1
+    counts = collections.Counter(zip(atomic.fields["head"].tolist(), atomic.fields["r1"].tolist(), strict=True))
     ood = rows(plain.probes["ood_atomic"], "head", "r1")
     assert {counts[f] for f in ood} == {4} and {c for f, c in counts.items() if f not in ood} == {1}
     assert rows(of_kind(data.train, "inferred"), "head", "r1", "r2") == rows(
