@@ -9,6 +9,11 @@ vocabulary (`tokenizer.json`: one id per token string, ids equal ours) and `grok
 Our model already follows GPT-2's conventions, so the export is a renaming plus transposes: GPT-2 stores its
 linear layers as Conv1D, weight [in, out]. Shared blocks (model.n_unique_blocks) become one copy per depth,
 since GPT-2 has no parameter sharing.
+
+The exported context is one position longer than the run's inputs (`n_positions = n_ctx + 1`): servers such as
+`transformers serve` (>= 5.25) count prompt *and* answer against it and refuse a full-length prompt otherwise.
+The answer token is never read back, so that extra position embedding (zeros) is never used by any query the
+run itself can answer; logits at positions 0..n_ctx-1 are exactly ours.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from groklab.tasks.dataset import PAD, Vocab
 
 # ModelConfig.activation -> GPT-2's `activation_function` (transformers' ACT2FN names)
 GPT2_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
+# Positions the export adds past the run's inputs: room for the answer token, which servers count (see above)
+ANSWER_POSITIONS = 1
 # One token is `<...>` (the paper's spelling); modular arithmetic's plain tokens are separated by spaces.
 TOKEN_PATTERN = r"<[^<>]*>"
 
@@ -40,11 +47,11 @@ def check_exportable(cfg: config.ModelConfig) -> None:
         )
 
 
-def gpt2_config(cfg: config.ModelConfig, d_vocab: int, n_ctx: int) -> dict:
+def gpt2_config(cfg: config.ModelConfig, d_vocab: int, n_positions: int) -> dict:
     """Keyword arguments of transformers' GPT2Config that reproduce our model's forward pass."""
     return {
         "vocab_size": d_vocab,
-        "n_positions": n_ctx,
+        "n_positions": n_positions,
         "n_embd": cfg.d_model,
         "n_layer": cfg.n_layers,  # shared blocks are written out once per depth
         "n_head": cfg.n_heads,
@@ -66,10 +73,12 @@ def gpt2_config(cfg: config.ModelConfig, d_vocab: int, n_ctx: int) -> dict:
 def gpt2_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     """Our weights under GPT-2's names. Linear weights are transposed (GPT-2's Conv1D is [in, out]); the fused
     qkv keeps its q, k, v order and head split, which GPT-2 shares. Every tensor is its own copy: safetensors
-    refuses shared storage, and a shared block appears at several depths."""
+    refuses shared storage, and a shared block appears at several depths. The position table gets
+    ANSWER_POSITIONS zero rows (the answer's room in the context; never read by a query the run answers)."""
+    answer_room = model.pos_embed.weight.new_zeros(ANSWER_POSITIONS, model.cfg.d_model)
     sd = {
         "transformer.wte.weight": model.embed.weight,
-        "transformer.wpe.weight": model.pos_embed.weight,
+        "transformer.wpe.weight": torch.cat([model.pos_embed.weight, answer_room]),
         "transformer.ln_f.weight": model.ln_final.weight,
         "transformer.ln_f.bias": model.ln_final.bias,
     }
@@ -87,7 +96,7 @@ def gpt2_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in sd.items()}
 
 
-def build_tokenizer(vocab: Vocab, n_ctx: int):
+def build_tokenizer(vocab: Vocab, n_positions: int):
     """A fast tokenizer whose ids are our token ids: `<e_1><r_3>` or `<e_1> <r_3>` -> [id, id]. Unknown text
     maps to `<pad>` (our vocabulary has no unknown token, and an extra one would be an id the model lacks).
     `<pad>` is also named EOS so that TransformerLens does not add an `<|endoftext|>` beyond the vocabulary."""
@@ -100,7 +109,7 @@ def build_tokenizer(vocab: Vocab, n_ctx: int):
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(TOKEN_PATTERN), behavior="isolated")]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, unk_token=PAD, eos_token=PAD, model_max_length=n_ctx
+        tokenizer_object=tok, pad_token=PAD, unk_token=PAD, eos_token=PAD, model_max_length=n_positions
     )
 
 
@@ -143,10 +152,11 @@ def export_hf(run_dir: Path, out: Path, step: int | None = None) -> Path:
     model = Transformer(cfg.model, len(data.vocab), data.n_ctx)
     checkpoint.load(run_dir, step, model)
 
+    n_positions = data.n_ctx + ANSWER_POSITIONS
     with runs.atomic_dir(out) as tmp:
-        transformers.GPT2Config(**gpt2_config(cfg.model, len(data.vocab), data.n_ctx)).save_pretrained(tmp)
+        transformers.GPT2Config(**gpt2_config(cfg.model, len(data.vocab), n_positions)).save_pretrained(tmp)
         save_file(gpt2_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        build_tokenizer(data.vocab, data.n_ctx).save_pretrained(tmp)
+        build_tokenizer(data.vocab, n_positions).save_pretrained(tmp)
         about = {"run_dir": str(run_dir.resolve()), "step": step, "task": data.task, "config": cfg.to_dict()}
         (tmp / "groklab.json").write_text(json.dumps(about, indent=1))
         check_out(out)  # again: someone may have filled it meanwhile

@@ -75,6 +75,9 @@ def test_hf_and_transformer_lens_logits_equal_ours(tiny_config, tmp_path, extra)
     hf, info = GPT2LMHeadModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info  # no missing, unexpected or mismatched weights
     assert hf.config.n_layer == cfg.model.n_layers and not hf.training
+    # room for the answer token in the context (servers count it); that position's embedding is zeros
+    assert hf.config.n_positions == data.n_ctx + 1
+    assert not hf.transformer.wpe.weight[data.n_ctx].any()
     assert_same_logits(models[7], hf, data)
 
     bridge = TransformerBridge.boot_transformers(str(out), device="cpu")
