@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dirs", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR")
     report.add_argument("--out", type=Path, help="output folder (default DIR/report for one directory)")
 
+    rec = sub.add_parser("record", help="copy finished runs' summaries, configs, metrics and figures to docs/runs/")
+    rec.add_argument("src", type=Path, metavar="RUN_OR_SWEEP_DIR")
+    rec.add_argument("dst", type=Path, metavar="DEST", help="folder to copy into, e.g. docs/runs/NAME (no checkpoints)")
+
     claims = sub.add_parser("claims", help="rebuild the claims table of docs/results.md from the runs in docs/runs/")
     claims.add_argument("--docs", type=Path, default=Path("docs"), help="folder with claims.toml, runs/, results.md")
     claims.add_argument("--check", action="store_true", help="exit 2 if the table differs from what the runs give")
@@ -271,6 +275,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {write(args.dirs, args.out)}")
 
 
+def cmd_record(args: argparse.Namespace) -> None:
+    from groklab.record import record
+
+    done = record(args.src, args.dst)
+    print(f"recorded {len(done.runs)} finished runs from {args.src} in {args.dst}")
+    if done.unfinished:
+        print(f"left out {len(done.unfinished)} unfinished: {', '.join(done.unfinished)}")
+    print(f"figures: groklab report {args.dst}; claims: groklab claims")
+
+
 def cmd_claims(args: argparse.Namespace) -> None:
     from groklab.claims import rebuild
 
@@ -327,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "sweep": cmd_sweep,
             "curriculum": cmd_curriculum,
             "report": cmd_report,
+            "record": cmd_record,
             "claims": cmd_claims,
             "llm-prompts": cmd_llm_prompts,
             "llm-eval": cmd_llm_eval,
