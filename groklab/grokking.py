@@ -67,9 +67,12 @@ def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) 
     found = detect_grokking(rows, [f"{p}/acc" for p in memorised], f"{grokking}/acc", fit, grok)
     epoch = {r["step"]: r.get("epoch") for r in rows}
     last = rows[-1] if rows else {}
+    start, end = epoch.get(found["train_reaches_grok_level_step"]), epoch.get(found["grok_step"])
     return found | {
         "fit_epoch": epoch.get(found["fit_step"]),
-        "grok_epoch": epoch.get(found["grok_step"]),
+        "grok_epoch": end,
+        # the delay in epochs (Wang et al. compare it across |E| at fixed φ): train probe → test at the same level
+        "delay_epochs": end - start if start is not None and end is not None else None,
         "fit_probes": memorised,
         "grok_probe": grokking,
         # when each training probe first reached the fit level on its own (which one was last to be memorised)

@@ -172,6 +172,10 @@ def test_fit_needs_every_training_probe_memorised_at_once():
     assert found["fit_probes"] == ["tr", "aid", "aood"] and found["fit_step"] == 20 and found["grok_step"] == 30
     assert found["fit_step_of"] == {"tr": 10, "aid": 10, "aood": 20}
     assert summarize(rows, {"train": "tr", "test_id": "te"}, fit=0.99, grok=0.95)["fit_step"] == 10
+    # the delay in epochs, as logged: train probe at the grok level (step 10, epoch 2) → grok (step 30, epoch 6)
+    timed = [r | {"epoch": r["step"] / 5} for r in rows]
+    assert summarize(timed, roles, fit=0.99, grok=0.95)["delay_epochs"] == 4.0
+    assert summarize(timed[:2], roles, fit=0.99, grok=0.95)["delay_epochs"] is None  # never grokked
     # comparison names its OOD test as the grok probe
     assert summarize(rows, roles | {"grok": "aood"}, fit=0.99, grok=0.95)["grok_step"] == 20
 
