@@ -44,9 +44,15 @@ def test_record_copies_finished_runs_only(tmp_path, capsys):
     assert code == 0 and (dst / "report" / "index.html").exists()
 
     # again: idempotent, and a record that changed upstream is replaced
-    (src / "seed=0" / "summary.json").write_text('{"grok_step": 1}\n')
+    final = json.loads((src / "seed=0" / "summary.json").read_text()) | {"grok_step": 1}
+    (src / "seed=0" / "summary.json").write_text(json.dumps(final))
     assert run_cli(["record", src, dst], capsys)[0] == 0
-    assert (dst / "seed=0" / "summary.json").read_text() == '{"grok_step": 1}\n'
+    assert (dst / "seed=0" / "summary.json").read_text() == json.dumps(final)
+    # a summary that is not final (a resumed run training on, runs.is_finished) leaves the run out again
+    (src / "seed=1" / "summary.json").write_text('{"grok_step": 1}\n')
+    code, out, _ = run_cli(["record", src, dst], capsys)
+    assert code == 0 and "left out 2 unfinished: seed=1, still-training" in out
+    assert (dst / "seed=1" / "summary.json").read_text() != '{"grok_step": 1}\n'
 
 
 def test_bad_record_arguments_are_one_line(tmp_path, capsys):
