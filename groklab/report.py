@@ -45,7 +45,7 @@ def baselines(result: RunResult) -> str:
 
 
 def table(results: list[RunResult], keys: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: run, swept values, state, fit/grok steps, fit→grok delay, final accuracies and the
+    """Header and rows: run, swept values, state, fit/grok steps, memorise → grok delay, final accuracies and the
     levels to read them against, time."""
     short = short_names(keys)
     header = ["run", *(short[k] for k in keys), "state", "fit step", "grok step", "delay (steps)",
@@ -198,7 +198,9 @@ def render(paths: list[Path], results: list[RunResult], keys: list[str], sweeps:
     parts.append(f"<h2>Summary</h2>{html_table(header, rows)}<p class=meta>fit: train probe ≥ "
                  "train.fit_threshold; grok: the grok probe ≥ train.grok_threshold (test_id; for sequence tasks "
                  "the generalisation split gen, and their test_id / test_ood columns are test / gen); "
-                 "delay = grok − fit.</p>")
+                 "delay: from the train probe reaching the grok level to the grok probe reaching it (Wang et "
+                 "al.'s delay; fit waits for every training probe, and OOD atomic facts can be memorised after "
+                 "the grok).</p>")
     parts.append(compared)
     parts.append(llm_section(results))
     if figures:

@@ -40,10 +40,16 @@ class RunResult:
         return NEVER_GROKKED if self.finished else UNFINISHED
 
     def delay(self) -> tuple[int | None, float | None]:
-        """fit → grok delay in steps and in epochs (negative when test reaches its level before train fits)."""
+        """The memorise → generalise delay in steps and in epochs: from the train probe reaching the grok level
+        to the grok probe reaching it (Wang et al.'s delay; summary.json's delay_steps and delay_epochs). Not
+        grok − fit: fit waits for every training probe, and the OOD atomic facts can be memorised after the grok.
+        Summaries written before delay_epochs existed get it from the logged epochs."""
         s = self.stats
-        steps = s["grok_step"] - s["fit_step"] if s.get("grok_step") is not None and s.get("fit_step") else None
-        epochs = s["grok_epoch"] - s["fit_epoch"] if steps is not None and s.get("fit_epoch") is not None else None
+        steps, epochs = s.get("delay_steps"), s.get("delay_epochs")
+        if steps is not None and epochs is None:
+            epoch = {r["step"]: r.get("epoch") for r in self.rows}
+            start, end = epoch.get(s.get("train_reaches_grok_level_step")), epoch.get(s.get("grok_step"))
+            epochs = end - start if start is not None and end is not None else None
         return steps, epochs
 
     def final_acc(self, role: str) -> float | None:

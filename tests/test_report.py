@@ -88,8 +88,29 @@ def test_table_reports_grok_delay_and_the_runs_that_never_grokked(sweep_dir):
     assert grokked["state"] == "grokked" and grokked["phi"] == "12.6"
     result = next(r for r in results if r.name == "phi=12.6,seed=0")
     fit, grok = result.stats["fit_step"], result.stats["grok_step"]
-    assert 0 < fit < grok and grokked["delay (steps)"] == f"{grok - fit:,}"
-    assert float(grokked["delay (epochs)"]) == pytest.approx((grok - fit) / 50, abs=0.05)
+    memorised = result.stats["train_reaches_grok_level_step"]  # the delay runs from train at the grok level
+    assert 0 < memorised <= fit < grok and grokked["delay (steps)"] == f"{grok - memorised:,}"
+    assert float(grokked["delay (epochs)"]) == pytest.approx((grok - memorised) / 50, abs=0.05)
+
+
+def test_delay_is_memorise_to_grok_even_when_a_training_probe_is_memorised_after_the_grok(tmp_path):
+    """Fit waits for every training probe; when the OOD atomic facts are memorised last (after the grok),
+    grok − fit is negative, but the report's delay (train at the grok level → grok) is not. A summary written
+    before delay_epochs existed gets it from the logged epochs."""
+    fake_run(tmp_path / "r", 12.6, 0, 3000)
+    rows = runs.read_metrics(tmp_path / "r")
+    for row in rows:
+        row["ood_atomic/acc"] = 1.0 if row["step"] >= 5000 else 0.5
+    runs.rewrite_metrics(tmp_path / "r", rows)
+    (tmp_path / "r" / "summary.json").unlink()
+    stats = load_run(tmp_path / "r").stats
+    assert stats["fit_step"] > stats["grok_step"]  # every fact memorised only after the grok
+    steps, epochs = load_run(tmp_path / "r").delay()
+    assert steps == stats["grok_step"] - stats["train_reaches_grok_level_step"] > 0
+    assert epochs == pytest.approx(steps / 50)
+    old = {k: v for k, v in stats.items() if k != "delay_epochs"}
+    runs.write_json(tmp_path / "r" / "summary.json", old | {"final_step": 8000})
+    assert load_run(tmp_path / "r").delay() == (steps, pytest.approx(epochs))
 
 
 def test_report_of_loose_runs_finds_the_keys_that_differ(tmp_path):

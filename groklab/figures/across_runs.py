@@ -21,9 +21,9 @@ from groklab.sweep_file import format_value, short_names
 # negative: linear, with a line at zero), "linear" (accuracies and scores)
 METRICS: list[tuple[str, Callable[[RunResult], Any], str]] = [
     ("grok step", lambda r: r.stats.get("grok_step"), "log"),
-    ("fit → grok delay (steps)", lambda r: r.delay()[0], "signed"),
+    ("memorise → grok delay (steps)", lambda r: r.delay()[0], "signed"),
     ("grok epoch", lambda r: r.stats.get("grok_epoch"), "log"),
-    ("fit → grok delay (epochs)", lambda r: r.delay()[1], "signed"),
+    ("memorise → grok delay (epochs)", lambda r: r.delay()[1], "signed"),
 ]
 
 
@@ -41,9 +41,10 @@ def x_axis(values: list[Any]) -> tuple[bool, list[Any], Callable[[Any], Any]]:
 
 
 def grok_figure(results: list[RunResult], key: str, keys: list[str], out: Path) -> Path:
-    """Grok step and fit→grok delay (steps, epochs) against `key`: one line per combination of the other swept
-    keys (seeds excepted), the mean over seeds where every seed grokked, each run as a dot, and a run that never
-    grokked as a triangle at the top (open while it is still unfinished) — never silently dropped."""
+    """Grok step and the memorise → grok delay (steps, epochs; `RunResult.delay`) against `key`: one line per
+    combination of the other swept keys (seeds excepted), the mean over seeds where every seed grokked, each run
+    as a dot, and a run that never grokked as a triangle at the top (open while it is still unfinished) — never
+    silently dropped."""
     others = [k for k in keys if k != key and not k.endswith(".seed")]
     numeric, order, x_of = x_axis([r.config.get(key) for r in results])
     replicated = any(k.endswith(".seed") for k in keys)
