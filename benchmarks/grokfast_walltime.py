@@ -4,6 +4,7 @@
     python benchmarks/grokfast_walltime.py --json grokfast-walltime.json    # the same, results also as JSON
     python benchmarks/grokfast_walltime.py --seeds 0 1 2 3 4 --rounds 2     # more seeds: a tighter interval
     python benchmarks/grokfast_walltime.py --smoke                          # 30 steps of each, no 95% stop: code path
+    python benchmarks/grokfast_walltime.py --record docs/runs/grokfast-walltime   # per-seed records: claims table
 
 It backs the claim "groklab's Grokfast EMA run takes ×1.79 less wall time than the authors' own loop (float32)"
 (docs/results.md, "Throughput and Grokfast wall time on a third CPU kind"). For each seed S the two loops run in
@@ -371,6 +372,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=5000, help="cap for both loops (their --budget)")
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_STEPS} steps of each, no 95%% stop")
     parser.add_argument("--json", type=Path, help="also write the results here (atomically)")
+    parser.add_argument("--record", type=Path, help="also write DIR/seed=S/{summary,config}.json per seed and "
+                        "DIR/benchmark.json, the records `groklab claims` reads (docs/claims.toml)")
     args = parser.parse_args(argv)
     for name, least in (("rounds", 1), ("threads", 1), ("max_steps", 10)):  # 10 = one of the authors' epochs
         if getattr(args, name) < least:
@@ -404,7 +407,24 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         runs.write_json(args.json, result)
+    if args.record:
+        record(args.record, result)
     return result
+
+
+def record(folder: Path, result: dict) -> None:
+    """One folder per seed, as a run's record is: summary.json (the seed's row: each loop's steps and wall, the
+    ratio) and config.json (the benchmark's settings, the seed, the machine), so the claims table rebuilds its
+    wall-time row from committed files (`groklab claims`); benchmark.json keeps every timed run. Atomic writes;
+    a seed's older record in the folder is replaced."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for row in result["rows"]:
+        seed_dir = folder / f"seed={row['seed']}"
+        seed_dir.mkdir(exist_ok=True)
+        runs.write_json(seed_dir / "config.json", {"benchmark": "grokfast_walltime", "seed": row["seed"]}
+                        | result["settings"] | {"machine": result["machine"]})
+        runs.write_json(seed_dir / "summary.json", row)
+    runs.write_json(folder / "benchmark.json", result)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,13 @@ def test_authors_decoder_is_sequence_first_and_causal():
 
 def test_smoke_times_both_loops_in_abba_order_and_writes_json(tmp_path, capsys):
     out = tmp_path / "sub" / "walltime.json"
-    result = bench.main(["--smoke", "--seeds", "0", "--json", str(out)])
+    result = bench.main(["--smoke", "--seeds", "0", "--json", str(out), "--record", str(tmp_path / "rec")])
     written = json.loads(out.read_text())
+    # the per-seed record the claims table reads: the seed's row and the settings it was measured with
+    assert json.loads((tmp_path / "rec" / "seed=0" / "summary.json").read_text()) == written["rows"][0]
+    recorded = json.loads((tmp_path / "rec" / "seed=0" / "config.json").read_text())
+    assert recorded["seed"] == 0 and recorded["smoke"] and recorded["machine"] == written["machine"]
+    assert json.loads((tmp_path / "rec" / "benchmark.json").read_text()) == written
     assert written["summary"] == pytest.approx(result["summary"])
     assert [r["loop"] for r in written["runs"]] == ["authors", "ours", "ours", "authors"]
     for r in written["runs"]:
