@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from groklab.metrics import ProbeEvaluator
-from groklab.tasks import TASKS, generate, no_information, probe_breakdowns
+from groklab.tasks import TASKS, generate, no_information, probe_breakdowns, without_empty_probes
 from groklab.tasks.comparison import TEMPLATE_POSITIONS, compare, template_of
 
 SMALL = {"n_entities": 40, "n_attributes": 3, "phi": 3.0}
@@ -86,3 +86,14 @@ def test_comparison_groks_on_its_ood_test():
     data = small()
     assert data.roles["grok"] == "test_inferred_ood"
     assert {data.roles["atomic_id"], data.roles["atomic_ood"]} == {"id_atomic", "ood_atomic"}
+
+
+def test_phi_zero_trains_on_atomic_facts_only_and_fits_on_them():
+    """An atomic-facts-only stage (a curriculum's first): no training comparisons, fit read on id_atomic; the
+    test comparisons are the same as at φ > 0 for the same seed (the split does not depend on φ)."""
+    data = without_empty_probes(generate(TASKS["comparison"].config(**(SMALL | {"phi": 0.0}))))
+    assert data.info["n_train_inferred"] == 0 and len(data.train) == data.info["n_atomic"]
+    assert data.roles["train"] == "id_atomic" and "train_inferred" not in data.probes
+    with_phi = small()
+    assert with_phi.roles["train"] == "train_inferred"
+    assert (data.probes["test_inferred_ood"].tokens == with_phi.probes["test_inferred_ood"].tokens).all()

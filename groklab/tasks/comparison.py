@@ -249,4 +249,7 @@ def generate(cfg: ComparisonConfig) -> TaskData:
         "n_test_inferred_ood": 2 * len(ood_pairs),
         "split_sizes": split_sizes(train, probes),
     }
-    return TaskData("comparison", layout.vocab, train, probes, dict(ROLES), info)
+    # φ = 0 trains on atomic facts only (a curriculum's first stage, as for composition): no training
+    # comparisons, so fit is read on the ID atomic facts (and, as always, the OOD ones)
+    roles = dict(ROLES) if len(pick) else ROLES | {"train": "id_atomic"}
+    return TaskData("comparison", layout.vocab, train, probes, roles, info)
