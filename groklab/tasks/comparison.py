@@ -25,6 +25,7 @@ from groklab.tasks.knowledge import (
     choose_at_most,
     compare,
     concat,
+    inferred_roles,
     make_split,
     sample_probe,
     shuffled,
@@ -249,7 +250,4 @@ def generate(cfg: ComparisonConfig) -> TaskData:
         "n_test_inferred_ood": 2 * len(ood_pairs),
         "split_sizes": split_sizes(train, probes),
     }
-    # φ = 0 trains on atomic facts only (a curriculum's first stage, as for composition): no training
-    # comparisons, so fit is read on the ID atomic facts (and, as always, the OOD ones)
-    roles = dict(ROLES) if len(pick) else ROLES | {"train": "id_atomic"}
-    return TaskData("comparison", layout.vocab, train, probes, roles, info)
+    return TaskData("comparison", layout.vocab, train, probes, inferred_roles(ROLES, len(pick)), info)

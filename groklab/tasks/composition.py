@@ -18,6 +18,7 @@ from groklab.tasks.knowledge import (
     choose,
     choose_at_most,
     concat,
+    inferred_roles,
     make_split,
     sample_probe,
     shuffled,
@@ -187,7 +188,4 @@ def generate(cfg: CompositionConfig) -> TaskData:
         "n_dropped_mixed": int(len(first) - both_id.sum() - both_ood.sum()),
         "split_sizes": split_sizes(train, probes),
     }
-    # φ = 0 trains on atomic facts only (a curriculum's first stage, issue 19): no training inferred facts, so fit
-    # is read on the ID atomic facts (and, as always, the OOD ones)
-    roles = dict(ROLES) if len(pick) else ROLES | {"train": "id_atomic"}
-    return TaskData("composition", layout.vocab, train, probes, roles, info)
+    return TaskData("composition", layout.vocab, train, probes, inferred_roles(ROLES, len(pick)), info)

@@ -31,6 +31,12 @@ def sample_probe(rng: np.random.Generator, split: Split, size: int) -> Split:
     return split.take(choose(rng, len(split), size))
 
 
+def inferred_roles(roles: dict[str, str], n_train_inferred: int) -> dict[str, str]:
+    """The task's probe roles; at φ = 0 (atomic facts only: a curriculum's first stage) there are no training
+    inferred facts, so fit is read on the ID atomic facts (and, as always, the OOD ones)."""
+    return dict(roles) if n_train_inferred else roles | {"train": "id_atomic"}
+
+
 def take_from_pool(rng: np.random.Generator, pool: int, k: int, what: str, max_phi: float) -> np.ndarray:
     """k indices of a pool of `pool` facts; a UserError with the feasible maximum when the pool is too small."""
     if k > pool:
