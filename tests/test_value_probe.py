@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from groklab import config, train
@@ -52,9 +51,10 @@ def test_analyze_value_probe_on_a_comparison_run(tmp_path, capsys):
     train.start(cfg, run_dir, progress=False).run()
     assert main(["analyze", str(run_dir), "--method", "value-probe", "--quiet"]) == 0
     out = json.loads((run_dir / "analysis" / "value-probe-test_inferred_ood.json").read_text())
-    assert out["positions"] == {"e1": 2, "e2": 4} and out["n_rows"]["ood"] > 0 and out["n_rows"]["fit"] > 0
+    assert out["positions"] == {"e1": 2, "e2": 4, "atomic": 1}
+    assert all(n["ood"] > 0 and n["fit"] > 0 and n["id_heldout"] > 0 for n in out["n_rows"].values())
     last = out["checkpoints"][-1]["probe"]
-    assert set(last) == {"e1", "e2"}
+    assert set(last) == {"e1", "e2", "atomic"}
     assert all(len(last[p]["r2_ood"]) == 3 for p in last)  # the embedding and each of the 2 blocks
     assert (run_dir / "analysis" / "value-probe-test_inferred_ood-curves.png").stat().st_size > 1000
     # an ID split in the OOD role would mislabel the groups: refused, one line naming the fix

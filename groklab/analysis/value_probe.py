@@ -29,6 +29,8 @@ from groklab.tasks.vocab import value_tokens
 RIDGE = 1e-3  # × the mean eigenvalue of the fit states' covariance: a scale-free, light ridge
 ID_PROBES = ("train_inferred", "test_inferred_id")  # where ID keys are read (comparisons of ID entities)
 POSITIONS = ("e1", "e2")  # the entity positions; at e1 the value is v1, at e2 it is v2
+ATOMIC_PROBES = ("id_atomic", "ood_atomic")  # the control: atomic facts `e attr -> value`, ID then OOD keys
+ATOMIC_POSITION = 1  # the attribute token of an atomic fact, where its value is produced
 
 
 def fit_ridge(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -71,9 +73,26 @@ def key_halves(attribute: np.ndarray, entity: np.ndarray) -> np.ndarray:
     return np.array([(int(a), int(e)) in fit for a, e in zip(attribute, entity, strict=True)], dtype=bool)
 
 
+def reading(split: Split, is_id: np.ndarray, position: int, entity: str, value: str, value_base: int) -> dict:
+    """One probe reading: the rows' tokens, the input position read, the value there (its ordinal), and which
+    rows fit the probe (half the ID keys) and which score it (the other half; the OOD rows)."""
+    attribute, entities = np.asarray(split.fields["attribute"]), np.asarray(split.fields[entity])
+    in_fit = np.zeros(len(split), dtype=bool)
+    in_fit[is_id] = key_halves(attribute[is_id], entities[is_id])
+    return {
+        "tokens": torch.as_tensor(split.tokens),
+        "position": position,
+        "values": torch.as_tensor(np.asarray(split.fields[value]) - value_base),
+        "fit": torch.as_tensor(in_fit),
+        "groups": {"id_heldout": torch.as_tensor(is_id & ~in_fit), "ood": torch.as_tensor(~is_id)},
+    }
+
+
 def prepare(data: TaskData, rows: Split) -> Measure:
     """The value probe at every checkpoint: `rows` are the OOD comparisons (the default split), the ID ones are
-    as many rows again from each of train_inferred and test_inferred_id (fixed picks, seed 0)."""
+    as many rows again from each of train_inferred and test_inferred_id (fixed picks, seed 0). A control reads
+    the atomic facts `e attr → value` at the attribute position (where the answer is produced) for ID and OOD
+    keys alike: OOD values are stored there, whether or not the comparison reads them."""
     if data.task != "comparison":
         raise UserError(f"the value probe reads comparison facts, not {data.task!r}")
     rng = np.random.default_rng(0)
@@ -87,38 +106,32 @@ def prepare(data: TaskData, rows: Split) -> Measure:
            for a, e in zip(rows.fields["attribute"], rows.fields[pos], strict=True)):
         raise UserError("the value probe reads OOD comparisons beside ID ones, and this split has ID entities; "
                         "use --split test_inferred_ood (the default)")
+    value_base = data.vocab.tokens.index(value_tokens(1)[0])  # value tokens are contiguous: <0> <1> …
     every = concat([id_rows, rows])
     is_id = np.arange(len(every)) < len(id_rows)
     at = token_positions("comparison", every)
-    value_base = data.vocab.tokens.index(value_tokens(1)[0])  # value tokens are contiguous: <0> <1> …
-    examples = {}
-    for position, value_field in zip(POSITIONS, ("v1", "v2"), strict=True):
-        entity = np.asarray(every.fields[position])
-        attribute = np.asarray(every.fields["attribute"])
-        in_fit = np.zeros(len(every), dtype=bool)
-        in_fit[is_id] = key_halves(attribute[is_id], entity[is_id])
-        examples[position] = {
-            "values": torch.as_tensor(np.asarray(every.fields[value_field]) - value_base),
-            "fit": torch.as_tensor(in_fit),
-            "groups": {"id_heldout": torch.as_tensor(is_id & ~in_fit), "ood": torch.as_tensor(~is_id)},
-        }
-    tokens = torch.as_tensor(every.tokens)
+    readings = {pos: reading(every, is_id, at[pos], pos, value, value_base)
+                for pos, value in zip(POSITIONS, ("v1", "v2"), strict=True)}
+    atomic_parts = [data.probes[n] for n in ATOMIC_PROBES if n in data.probes]
+    if len(atomic_parts) == len(ATOMIC_PROBES):
+        atomic = concat(atomic_parts)
+        atomic_is_id = np.arange(len(atomic)) < len(atomic_parts[0])
+        readings["atomic"] = reading(atomic, atomic_is_id, ATOMIC_POSITION, "entity", "value", value_base)
 
     def at_checkpoint(model: Transformer, device: torch.device) -> dict:
         names = [resid_name(i) for i in range(model.cfg.n_layers + 1)]
-        with torch.no_grad():
-            _, cache = run_with_cache(model, tokens.to(device), names)
         out = {}
-        for position, ex in examples.items():
-            per_layer = [probe_scores(cache[name][:, at[position]].cpu(), ex["values"], ex["fit"], ex["groups"])
-                         for name in names]
-            out[position] = {key: [layer[key] for layer in per_layer] for key in per_layer[0]}
+        for name, r in readings.items():
+            with torch.no_grad():
+                _, cache = run_with_cache(model, r["tokens"].to(device), names)
+            per_layer = [probe_scores(cache[layer][:, r["position"]].cpu(), r["values"], r["fit"], r["groups"])
+                         for layer in names]
+            out[name] = {key: [scores[key] for scores in per_layer] for key in per_layer[0]}
         return {"probe": out}
 
     about = {
-        "positions": {p: at[p] for p in POSITIONS},
-        "n_rows": {"fit": int(examples["e1"]["fit"].sum()),
-                   "id_heldout": int(examples["e1"]["groups"]["id_heldout"].sum()),
-                   "ood": int((~is_id).sum())},
+        "positions": {name: r["position"] for name, r in readings.items()},
+        "n_rows": {name: {"fit": int(r["fit"].sum()), **{g: int(rows.sum()) for g, rows in r["groups"].items()}}
+                   for name, r in readings.items()},
     }
     return Measure(at_checkpoint, about)

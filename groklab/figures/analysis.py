@@ -42,20 +42,21 @@ def logit_lens_curves(analysis: dict, metrics: list[dict], summary: dict, path: 
 
 
 def value_probe_curves(analysis: dict, metrics: list[dict], summary: dict, path: Path) -> Path:
-    """R² of the value probe against training step, at e1 and at e2 (one panel each), a colour per layer: solid
-    for held-out ID keys, dashed for OOD keys; the OOD comparison accuracy in black on a second axis. A model
-    that retrieves values for OOD entities has both lines high; a ranking shortcut only the solid ones."""
+    """R² of the value probe against training step, one panel per reading (at e1, at e2, and the atomic-fact
+    control), a colour per layer: solid for held-out ID keys, dashed for OOD keys; the split's accuracy in black
+    on a second axis. A model that retrieves values for OOD entities has both lines high at e1 and e2; a ranking
+    shortcut only the solid ones, while the control shows the OOD values are stored in the atomic context."""
     checkpoints = analysis["checkpoints"]
-    positions = list(checkpoints[-1]["probe"]) if checkpoints else []
-    fig, axes = plt.subplots(1, max(1, len(positions)), figsize=(4.8 * max(1, len(positions)), 3.8), squeeze=False)
+    names = list(checkpoints[-1]["probe"]) if checkpoints else []
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.6 * max(1, len(names)), 3.9), squeeze=False)
     steps = [c["step"] for c in checkpoints]
     n_states = analysis["n_layers"] + 1
     cmap = plt.get_cmap("viridis", n_states)
     acc_key = f"{analysis['split']}/acc"
-    for ax, position in zip(axes[0], positions, strict=False):
+    for ax, name in zip(axes[0], names, strict=False):
         for layer in range(n_states):
             for group, style in (("id_heldout", "-"), ("ood", "--")):
-                r2 = [c["probe"][position][f"r2_{group}"][layer] for c in checkpoints]
+                r2 = [c["probe"][name][f"r2_{group}"][layer] for c in checkpoints]
                 label = f"after {layer} blocks" if group == "id_heldout" else None
                 ax.plot(steps, r2, color=cmap(layer), linestyle=style, marker=".", label=label)
         twin = ax.twinx()
@@ -65,14 +66,15 @@ def value_probe_curves(analysis: dict, metrics: list[dict], summary: dict, path:
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel(f"{analysis['split']} acc (black)")
         ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set(xscale="log", ylim=(-0.5, 1.02), xlabel="optimisation step (log)",
-               ylabel="R² of the value",
-               title=f"value at {position} (input position {analysis['positions'][position]})")
+        n = analysis["n_rows"][name]
+        where = "atomic facts, at the attribute" if name == "atomic" else f"comparisons, at {name}"
+        ax.set(xscale="log", ylim=(-0.5, 1.02), xlabel="optimisation step (log)", ylabel="R² of the value",
+               title=f"{where} (position {analysis['positions'][name]})\n"
+                     f"fit {n['fit']}, held-out ID {n['id_heldout']}, OOD {n['ood']} rows")
+        ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
-    n = analysis["n_rows"]
-    fig.suptitle(f"value probe, fitted on {n['fit']} ID rows: solid = {n['id_heldout']} rows of held-out ID keys, "
-                 f"dashed = {n['ood']} rows of OOD keys", fontsize=10)
+    fig.suptitle("value probe: solid = held-out ID keys, dashed = OOD keys", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return save(fig, path)
 
