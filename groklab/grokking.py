@@ -58,6 +58,14 @@ def detect_grokking(rows: list[dict], fit_keys: list[str], test_key: str, fit: f
     }
 
 
+def delay_epochs(rows: list[dict], found: dict) -> float | None:
+    """Epochs from the train probe reaching the grok level to the grok (`found`: detect_grokking's steps), as
+    logged; None if either never happened."""
+    epoch = {r["step"]: r.get("epoch") for r in rows}
+    start, end = epoch.get(found.get("train_reaches_grok_level_step")), epoch.get(found.get("grok_step"))
+    return end - start if start is not None and end is not None else None
+
+
 def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) -> dict:
     """The fields of summary.json that follow from the logged evaluations: fit and grok steps (and their epochs,
     as logged), the probe roles and the last evaluation's accuracies. One function for the trainer's summary
@@ -67,12 +75,11 @@ def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) 
     found = detect_grokking(rows, [f"{p}/acc" for p in memorised], f"{grokking}/acc", fit, grok)
     epoch = {r["step"]: r.get("epoch") for r in rows}
     last = rows[-1] if rows else {}
-    start, end = epoch.get(found["train_reaches_grok_level_step"]), epoch.get(found["grok_step"])
     return found | {
         "fit_epoch": epoch.get(found["fit_step"]),
-        "grok_epoch": end,
+        "grok_epoch": epoch.get(found["grok_step"]),
         # the delay in epochs (Wang et al. compare it across |E| at fixed φ): train probe → test at the same level
-        "delay_epochs": end - start if start is not None and end is not None else None,
+        "delay_epochs": delay_epochs(rows, found),
         "fit_probes": memorised,
         "grok_probe": grokking,
         # when each training probe first reached the fit level on its own (which one was last to be memorised)

@@ -14,7 +14,7 @@ from typing import Any
 from groklab import runs
 from groklab.config import flatten
 from groklab.errors import UserError
-from groklab.grokking import NEVER, summarize
+from groklab.grokking import NEVER, delay_epochs, summarize
 from groklab.sweep import IGNORED_WHEN_COMPARING, MANIFEST
 from groklab.sweep_file import METHOD
 
@@ -47,9 +47,7 @@ class RunResult:
         s = self.stats
         steps, epochs = s.get("delay_steps"), s.get("delay_epochs")
         if steps is not None and epochs is None:
-            epoch = {r["step"]: r.get("epoch") for r in self.rows}
-            start, end = epoch.get(s.get("train_reaches_grok_level_step")), epoch.get(s.get("grok_step"))
-            epochs = end - start if start is not None and end is not None else None
+            epochs = delay_epochs(self.rows, s)
         return steps, epochs
 
     def final_acc(self, role: str) -> float | None:
