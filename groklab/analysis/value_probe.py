@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from groklab.analysis.methods import Measure
+from groklab.analysis.over_checkpoints import pick_rows
 from groklab.analysis.targets import token_positions
 from groklab.errors import UserError
 from groklab.hooks import resid_name, run_with_cache
@@ -90,13 +91,12 @@ def reading(split: Split, is_id: np.ndarray, position: int, entity: str, value: 
 
 def prepare(data: TaskData, rows: Split) -> Measure:
     """The value probe at every checkpoint: `rows` are the OOD comparisons (the default split), the ID ones are
-    as many rows again from each of train_inferred and test_inferred_id (fixed picks, seed 0). A control reads
-    the atomic facts `e attr → value` at the attribute position (where the answer is produced) for ID and OOD
-    keys alike: OOD values are stored there, whether or not the comparison reads them."""
+    as many rows again from each of train_inferred and test_inferred_id (`pick_rows`: the same fixed picks as
+    every method's rows). A control reads the atomic facts `e attr → value` at the attribute position (where the
+    answer is produced) for ID and OOD keys alike: OOD values are stored there, whether or not the comparison reads them."""
     if data.task != "comparison":
         raise UserError(f"the value probe reads comparison facts, not {data.task!r}")
-    rng = np.random.default_rng(0)
-    id_parts = [s.take(np.sort(rng.permutation(len(s))[: len(rows)])) for n, s in data.probes.items() if n in ID_PROBES]
+    id_parts = [pick_rows(s, len(rows)) for n, s in data.probes.items() if n in ID_PROBES]
     if not id_parts:
         raise UserError("the value probe needs ID comparisons (train_inferred or test_inferred_id); this run has none")
     id_rows = concat(id_parts)

@@ -13,6 +13,17 @@ import numpy as np
 from groklab.figures import plt, save
 
 
+def accuracy_on_twin_axis(ax, metrics: list[dict], split: str, style: str, label: str) -> None:
+    """The split's logged accuracy in black on a second y axis of `ax`, so an analysis curve reads against the
+    moment the run groks."""
+    twin = ax.twinx()
+    key = f"{split}/acc"
+    points = [(r["step"], r[key]) for r in metrics if key in r and r["step"] > 0]
+    if points:
+        twin.plot(*zip(*points, strict=True), color="black", linestyle=style, linewidth=1, label=key)
+    twin.set(ylim=(-0.02, 1.02), ylabel=label)
+
+
 def logit_lens_curves(analysis: dict, metrics: list[dict], summary: dict, path: Path) -> Path:
     """MRR of each target token per layer against training step (one panel per target), with the split's
     accuracy on a second axis: does the bridge become decodable in a middle layer as the run groks?"""
@@ -20,19 +31,13 @@ def logit_lens_curves(analysis: dict, metrics: list[dict], summary: dict, path: 
     targets = list(checkpoints[-1]["targets"]) if checkpoints else []
     fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.5 * max(1, len(targets)), 3.6), squeeze=False)
     steps = [c["step"] for c in checkpoints]
-    acc_key = f"{analysis['split']}/acc"
     for ax, target in zip(axes[0], targets, strict=False):
         n_states = analysis["n_layers"] + 1
         cmap = plt.get_cmap("viridis", n_states)
         for layer in range(n_states):
             mrr = [c["targets"].get(target, {}).get("mrr", [float("nan")] * n_states)[layer] for c in checkpoints]
             ax.plot(steps, mrr, color=cmap(layer), marker=".", label=f"after {layer} blocks")
-        twin = ax.twinx()
-        acc = [(r["step"], r[acc_key]) for r in metrics if acc_key in r and r["step"] > 0]
-        if acc:
-            twin.plot(*zip(*acc, strict=True), color="black", linestyle="--", linewidth=1, label=acc_key)
-        twin.set_ylim(-0.02, 1.02)
-        twin.set_ylabel(f"{analysis['split']} accuracy (dashed)")
+        accuracy_on_twin_axis(ax, metrics, analysis["split"], "--", f"{analysis['split']} accuracy (dashed)")
         ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="optimisation step (log)", ylabel="MRR", title=target)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
@@ -52,19 +57,13 @@ def value_probe_curves(analysis: dict, metrics: list[dict], summary: dict, path:
     steps = [c["step"] for c in checkpoints]
     n_states = analysis["n_layers"] + 1
     cmap = plt.get_cmap("viridis", n_states)
-    acc_key = f"{analysis['split']}/acc"
     for ax, name in zip(axes[0], names, strict=False):
         for layer in range(n_states):
             for group, style in (("id_heldout", "-"), ("ood", "--")):
                 r2 = [c["probe"][name][f"r2_{group}"][layer] for c in checkpoints]
                 label = f"after {layer} blocks" if group == "id_heldout" else None
                 ax.plot(steps, r2, color=cmap(layer), linestyle=style, marker=".", label=label)
-        twin = ax.twinx()
-        acc = [(r["step"], r[acc_key]) for r in metrics if acc_key in r and r["step"] > 0]
-        if acc:
-            twin.plot(*zip(*acc, strict=True), color="black", linewidth=1, label=acc_key)
-        twin.set_ylim(-0.02, 1.02)
-        twin.set_ylabel(f"{analysis['split']} acc (black)")
+        accuracy_on_twin_axis(ax, metrics, analysis["split"], "-", f"{analysis['split']} acc (black)")
         ax.axhline(0, color="grey", linewidth=0.8)
         n = analysis["n_rows"][name]
         where = "atomic facts, at the attribute" if name == "atomic" else f"comparisons, at {name}"
