@@ -93,7 +93,8 @@ def prepare(data: TaskData, rows: Split) -> Measure:
     """The value probe at every checkpoint: `rows` are the OOD comparisons (the default split), the ID ones are
     as many rows again from each of train_inferred and test_inferred_id (`pick_rows`: the same fixed picks as
     every method's rows). A control reads the atomic facts `e attr → value` at the attribute position (where the
-    answer is produced) for ID and OOD keys alike: OOD values are stored there, whether or not the comparison reads them."""
+    answer is produced) for ID and OOD keys alike: OOD values are stored there, whether or not the comparison
+    reads them."""
     if data.task != "comparison":
         raise UserError(f"the value probe reads comparison facts, not {data.task!r}")
     id_parts = [pick_rows(s, len(rows)) for n, s in data.probes.items() if n in ID_PROBES]
