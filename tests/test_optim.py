@@ -176,6 +176,9 @@ def test_fit_needs_every_training_probe_memorised_at_once():
     timed = [r | {"epoch": r["step"] / 5} for r in rows]
     assert summarize(timed, roles, fit=0.99, grok=0.95)["delay_epochs"] == 4.0
     assert summarize(timed[:2], roles, fit=0.99, grok=0.95)["delay_epochs"] is None  # never grokked
+    # each probe's best evaluation and where it first came: te peaks at 30, aood at 20 then falls
+    assert found["best"] == {"tr": 1.0, "aid": 1.0, "aood": 0.999, "te": 0.97}
+    assert found["best_step"] == {"tr": 20, "aid": 20, "aood": 20, "te": 30}
     # comparison names its OOD test as the grok probe
     assert summarize(rows, roles | {"grok": "aood"}, fit=0.99, grok=0.95)["grok_step"] == 20
 
