@@ -4,11 +4,11 @@ of the claims table keeps its run when the scratch folder with the checkpoints i
     groklab record runs/weight-decay-cpu docs/runs/weight-decay-cpu
     groklab report docs/runs/weight-decay-cpu          # the sweep's figures, drawn from the records alone
 
-Per finished run (a final summary.json): summary.json, config.json, meta.json, metrics.jsonl and the accuracy
-figure; per sweep, sweep.json. Never checkpoints, datasets or logs. A run still training (no summary.json, or one
-older than its newest checkpoint) is left out and named, so a half-run is never committed as if finished. Every
-file is written to a temp file and renamed, and a second call overwrites with the newer records (a resumed sweep
-adds its new runs).
+Per finished run (a final summary.json): summary.json, config.json, meta.json, metrics.jsonl, the accuracy
+figure and the run's analyses (`analysis/`: each method's JSON and figures); per sweep, sweep.json. Never
+checkpoints, datasets or logs. A run still training (no summary.json, or one older than its newest checkpoint)
+is left out and named, so a half-run is never committed as if finished. Every file is written to a temp file
+and renamed, and a second call overwrites with the newer records (a resumed sweep adds its new runs).
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def record(src: Path, dst: Path) -> Recorded:
         for name in RUN_RECORDS:
             if (run / name).exists():
                 copy_file(run / name, dst / rel / name)
+        for path in sorted((run / runs.ANALYSIS_DIR).glob("*")):  # `groklab analyze`: JSON and its figures
+            if path.is_file():
+                copy_file(path, dst / rel / runs.ANALYSIS_DIR / path.name)
         out.runs.append(str(rel))
     if not out.runs:
         raise UserError(f"{src} has no finished run (no final summary.json below it); train or sweep first")

@@ -27,11 +27,19 @@ def test_record_copies_finished_runs_only(tmp_path, capsys):
     # a run that has started (config and meta written) but not finished: no summary.json
     train.start(config.load("demo", TINY), src / "still-training", progress=False)
 
+    # an analysis of seed=0 (what `groklab analyze` writes) travels with its run's records
+    analysis = runs.analysis_file(src / "seed=0", "logit-lens", "test_inferred_id")
+    analysis.parent.mkdir()
+    analysis.write_text('{"checkpoints": []}\n')
+
     code, out, err = run_cli(["record", src, dst], capsys)
     assert code == 0 and err == ""
     assert "recorded 2 finished runs" in out and "left out 1 unfinished: still-training" in out
+    copied = runs.analysis_file(dst / "seed=0", "logit-lens", "test_inferred_id")
+    assert copied.read_bytes() == analysis.read_bytes()
     for name in ("seed=0", "seed=1"):
-        assert sorted(p.name for p in (dst / name).iterdir()) == sorted(RUN_RECORDS)
+        extra = [runs.ANALYSIS_DIR] if name == "seed=0" else []
+        assert sorted(p.name for p in (dst / name).iterdir()) == sorted([*RUN_RECORDS, *extra])
         for record in RUN_RECORDS:
             assert (dst / name / record).read_bytes() == (src / name / record).read_bytes()
     assert not (dst / "still-training").exists()
