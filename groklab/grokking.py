@@ -19,10 +19,9 @@ def first_step_at(rows: list[dict], key: str, threshold: float) -> int | None:
     return first_step_all_at(rows, [key], threshold)
 
 
-def best_step(rows: list[dict], key: str) -> int:
-    """The first logged step at which `key` reaches its highest value."""
-    logged = [r for r in rows if r.get(key) is not None]
-    return int(max(logged, key=lambda r: (r[key], -r["step"]))["step"])
+def best_row(rows: list[dict], key: str) -> dict:
+    """The first logged row at which `key` reaches its highest value."""
+    return max((r for r in rows if r.get(key) is not None), key=lambda r: (r[key], -r["step"]))
 
 
 def first_step_all_at(rows: list[dict], keys: list[str], threshold: float) -> int | None:
@@ -81,7 +80,7 @@ def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) 
     found = detect_grokking(rows, [f"{p}/acc" for p in memorised], f"{grokking}/acc", fit, grok)
     epoch = {r["step"]: r.get("epoch") for r in rows}
     last = rows[-1] if rows else {}
-    probes = [k.removesuffix("/acc") for k in last if k.endswith("/acc")]
+    best = {k.removesuffix("/acc"): best_row(rows, k) for k in last if k.endswith("/acc")}
     return found | {
         "fit_epoch": epoch.get(found["fit_step"]),
         "grok_epoch": epoch.get(found["grok_step"]),
@@ -94,8 +93,8 @@ def summarize(rows: list[dict], roles: dict[str, str], fit: float, grok: float) 
         "roles": roles,
         "final": {k.removesuffix("/acc"): v for k, v in last.items() if k.endswith("/acc")},
         # each probe's best evaluation and its first step: does a test rise late, or peak and fall (Dyck)?
-        "best": {p: max(r[f"{p}/acc"] for r in rows if r.get(f"{p}/acc") is not None) for p in probes},
-        "best_step": {p: best_step(rows, f"{p}/acc") for p in probes},
+        "best": {p: row[f"{p}/acc"] for p, row in best.items()},
+        "best_step": {p: int(row["step"]) for p, row in best.items()},
         # breakdowns (comparison: per label, per value gap), as `probe/acc_group` -> accuracy
         "final_groups": {k: v for k, v in last.items() if "/acc_" in k},
     }
