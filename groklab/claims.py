@@ -9,7 +9,10 @@
     claim = "Higher φ groks faster (Wang et al.)"       # the paper's claim
     section = "φ sweep on a 2-core CPU (issue 5)"       # the heading of results.md that explains it
     runs = ["phi-cpu/*"]                                # globs under docs/runs/: folders with summary.json, config.json
-    measure = ["grok_step", "final.test_inferred_ood"]  # dotted paths into each run's summary.json
+    measure = ["grok_step", "final.test_inferred_ood"]  # dotted paths into each run's summary.json, or into
+                                                        # another JSON file of the run folder, named before a colon:
+                                                        # "analysis/tree-projection-gen.json:checkpoints.-1.t_score"
+                                                        # (an integer part indexes a list; -1 is the last item)
     group_by = "data.phi"                               # optional: one value per group (dotted key of config.json),
                                                         # or "runs": one group per glob (the arms of a comparison)
     baseline = "no_information.test_inferred_ood"       # optional: a summary path shown beside the measure
@@ -27,7 +30,7 @@ import itertools
 import math
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,23 @@ class Run:
     folder: Path  # docs/runs/...
     summary: dict
     config: dict
+    files: dict[str, Any] = field(default_factory=dict)  # other JSON files of the folder, read once when measured
+
+    def read(self, name: str) -> Any:
+        """The run's JSON file `name` (relative to its folder); summary.json is already read."""
+        if name == SUMMARY:
+            return self.summary
+        if name not in self.files:
+            fix = f"commit the run's {name} (`groklab record` copies analysis/)"
+            self.files[name] = read_json(self.folder / name, fix)
+        return self.files[name]
+
+
+def source(path: str) -> tuple[str, str]:
+    """A measure's file and its dotted path in it: `analysis/x.json:checkpoints.-1.t_score` → (analysis/x.json,
+    checkpoints.-1.t_score); a path without a `.json:` prefix reads summary.json."""
+    name, sep, inner = path.partition(".json:")
+    return (name + ".json", inner) if sep else (SUMMARY, path)
 
 
 # --- statistics ------------------------------------------------------------------------------------------
@@ -160,6 +180,13 @@ def parse_claim(entry: dict, where: str) -> Claim:
         for pattern in entry["runs"]:
             if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
                 raise UserError(f"runs pattern {pattern!r} must be relative to docs/runs/, without '..'")
+        for path in entry["measure"] + [entry[k] for k in ("baseline",) if k in entry]:
+            name, inner = source(path)
+            if Path(name).is_absolute() or ".." in Path(name).parts or not inner:
+                raise UserError(
+                    f"measure {path!r} must name a JSON file inside the run folder and a path in it, "
+                    'e.g. "analysis/tree-projection-gen.json:checkpoints.-1.t_score"'
+                )
         return Claim(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
 
 
@@ -189,9 +216,16 @@ def load_run(folder: Path) -> Run:
 
 def dotted(obj: Any, path: str, where: str) -> Any:
     """`final.test_inferred_ood` → obj["final"]["test_inferred_ood"]; a key that itself holds dots or
-    slashes (`final_groups.test_inferred_ood/acc_eq`) is matched whole first."""
+    slashes (`final_groups.test_inferred_ood/acc_eq`) is matched whole first; in a list an integer part indexes
+    (`checkpoints.-1.t_score`: the last checkpoint's)."""
     node, rest = obj, path
     while rest:
+        if isinstance(node, list):
+            head, _, rest = rest.partition(".")
+            if not re.fullmatch(r"-?\d+", head) or not -len(node) <= int(head) < len(node):
+                raise UserError(f"{where} has no {path} ({head!r} is not an index of a list of {len(node)})")
+            node = node[int(head)]
+            continue
         if not isinstance(node, dict):
             raise UserError(f"{where} has no {path} (a {type(node).__name__} stands before {rest!r})")
         if rest in node:
@@ -205,10 +239,11 @@ def dotted(obj: Any, path: str, where: str) -> Any:
 
 def metric(runs: list[Run], path: str) -> Stat:
     values: list[float] = []
+    name, inner = source(path)
     for run in runs:
-        value = dotted(run.summary, path, f"{run.folder}/summary.json")
+        value = dotted(run.read(name), inner, f"{run.folder}/{name}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise UserError(f"{run.folder}/summary.json: {path} is {value!r}, not a number or null")
+            raise UserError(f"{run.folder}/{name}: {inner} is {value!r}, not a number or null")
         if value is not None:
             values.append(value)
     return Stat(tuple(values), len(runs) - len(values))

@@ -151,6 +151,47 @@ def test_group_by_runs_gives_one_group_per_glob(docs, capsys):
     assert "6 in" in row
 
 
+def write_tree_analysis(docs: Path, seed: int, t_scores: list[float]) -> None:
+    folder = docs / "runs" / "demo-regime" / f"seed={seed}" / "analysis"
+    folder.mkdir()
+    checkpoints = [{"step": 1000 * (i + 1), "t_score": t} for i, t in enumerate(t_scores)]
+    analysis = {"method": "tree-projection", "checkpoints": checkpoints}
+    (folder / "tree-projection-gen.json").write_text(json.dumps(analysis))
+
+
+def test_a_measure_reads_another_json_file_of_the_run(docs, capsys):
+    for seed, last in enumerate([0.1, 0.2, 0.3]):
+        write_tree_analysis(docs, seed, [-0.5, last])
+    last, first = (f'"analysis/tree-projection-gen.json:checkpoints.{i}.t_score"' for i in (-1, 0))
+    measure = f"{last}, {first}"
+    (docs / "claims.toml").write_text(CLAIM.replace('"fit_step", "grok_step"', measure))
+    assert run_cli(["claims", "--docs", str(docs)], capsys)[0] == 0
+    (row,) = rows(docs)
+    # the last checkpoint's t_score 0.1, 0.2, 0.3: mean 0.2, s = 0.1, half-width 4.3027 · 0.1 / √3 = 0.248
+    assert "analysis/tree-projection-gen.json:checkpoints.-1.t_score 0.200 ± 0.248" in row
+    assert "analysis/tree-projection-gen.json:checkpoints.0.t_score -0.500 ± 0.000" in row
+    assert "final.ood_atomic 0.600 ± 0.248" in row  # summary paths beside them still read summary.json
+
+
+@pytest.mark.parametrize(
+    ("measure", "needle"),
+    [
+        ("analysis/tree-projection-gen.json:checkpoints.2.t_score", "'2' is not an index of a list of 2"),
+        ("analysis/tree-projection-gen.json:checkpoints.last.t_score", "'last' is not an index of a list of 2"),
+        ("analysis/absent.json:x", "analysis/absent.json is missing: commit the run's analysis/absent.json"),
+        ("../elsewhere.json:x", "must name a JSON file inside the run folder"),
+        ("analysis/tree-projection-gen.json:", "must name a JSON file inside the run folder and a path in it"),
+        ("analysis/tree-projection-gen.json:method", "method is 'tree-projection', not a number or null"),
+    ],
+)
+def test_a_bad_file_measure_is_one_error_line(docs, capsys, measure, needle):
+    for seed in range(3):
+        write_tree_analysis(docs, seed, [-0.5, 0.1])
+    (docs / "claims.toml").write_text(CLAIM.replace('"fit_step"', f'"{measure}"'))
+    code, _, err = run_cli(["claims", "--docs", str(docs)], capsys)
+    assert code == 2 and err.count("\n") == 1 and needle in err, err
+
+
 def test_only_the_marked_table_changes_and_check_passes(docs, capsys):
     code, out, _ = run_cli(["claims", "--docs", str(docs)], capsys)
     assert code == 0 and "1 claims, 0 pending" in out
