@@ -45,7 +45,7 @@ def load_config(preset: str | Path | config.RunConfig, overrides: Overrides = No
     if isinstance(preset, config.RunConfig):
         raw = preset.to_dict()
     else:
-        raw = config.read_toml(config.resolve_preset(str(preset)))
+        raw = config.read_config(config.resolve_preset(str(preset)))
     if isinstance(overrides, str):
         overrides = [overrides]
     if isinstance(overrides, Mapping):
@@ -232,8 +232,10 @@ class Run:
 
 
 def default_run_dir(name: str | Path) -> Path:
-    """runs/<name>-<time>, as `groklab train` names a run when no --out is given."""
-    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/<name>-<time>, as `groklab train` names a run when no --out is given (a run's config.json: its folder's)."""
+    path = Path(name)
+    path = path.parent if path.name == config.RUN_CONFIG else path
+    return Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     train = sub.add_parser("train", help="train a run from a config, or resume one")
-    train.add_argument("config", nargs="?", help="TOML file or preset name (see configs/)")
+    train.add_argument(
+        "config", nargs="?", help="TOML file, preset name (see configs/), or a run folder or its config.json"
+    )
     train.add_argument(
         "--set",
         action="append",
@@ -181,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
         run = api.resume(args.resume, progress=not args.quiet)
     else:
         if not args.config:
-            raise UserError("give a config (a TOML file or preset name such as `demo`) or --resume RUN_DIR")
+            raise UserError("give a config (a TOML file, a preset such as `demo`, a run folder) or --resume RUN_DIR")
         cfg = config.load(args.config, args.set)  # a bad config or override stops here, before anything prints
         run_dir = args.out or api.default_run_dir(args.config)
         warm = warm_start.parse(init_from, init_state) if init_from else None

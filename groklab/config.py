@@ -10,6 +10,7 @@ same rules, so a task declares a choice by annotating its field `Literal[...]` a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 import types
@@ -24,6 +25,7 @@ from groklab.errors import UserError
 
 PRESET_DIR = Path(__file__).parent / "configs"
 SECTIONS = ("data", "model", "train", "filter")  # the tables of a config, and the first part of a dotted key
+RUN_CONFIG = "config.json"  # the fully resolved config a run folder keeps; a run trains again from it
 
 
 @dataclass(frozen=True)
@@ -390,10 +392,35 @@ def find_toml(name_or_path: str, folder: Path, what: str) -> Path:
 
 
 def resolve_preset(name_or_path: str) -> Path:
-    """A config path, or the name of a shipped preset (`demo` → groklab/configs/demo.toml)."""
-    return find_toml(name_or_path, PRESET_DIR, "config")
+    """A config path, the name of a shipped preset (`demo` → groklab/configs/demo.toml), or a run folder, which
+    stands for its `config.json` (so any committed run under docs/runs/ trains again from its record)."""
+    folder = Path(name_or_path)
+    if (folder / RUN_CONFIG).is_file():
+        return folder / RUN_CONFIG
+    try:
+        return find_toml(name_or_path, PRESET_DIR, "config")
+    except UserError:
+        if folder.is_dir():
+            message = f"{folder} is a folder without {RUN_CONFIG}; give a TOML file, a preset or a run folder"
+            raise UserError(message) from None
+        raise
+
+
+def read_config(path: Path) -> dict:
+    """A run config as a dict: a TOML file, or the `config.json` a run writes (its fully resolved config)."""
+    path = Path(path)
+    if path.suffix != ".json":
+        return read_toml(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); fix the file") from None
+    if not isinstance(raw, dict) or not all(isinstance(raw[key], dict) for key in raw):
+        raise UserError(f"{path}: a JSON config must be an object of sections ({', '.join(SECTIONS)}), as a run's "
+                        f"{RUN_CONFIG} is")
+    return raw
 
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """Load a TOML preset or file and apply `--set` overrides."""
-    return from_dict(apply_overrides(read_toml(resolve_preset(name_or_path)), overrides or []))
+    """Load a preset, a TOML file or a run's config.json (or its folder) and apply `--set` overrides."""
+    return from_dict(apply_overrides(read_config(resolve_preset(name_or_path)), overrides or []))

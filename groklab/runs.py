@@ -34,7 +34,7 @@ from groklab.errors import UserError
 if TYPE_CHECKING:
     from groklab.tasks.dataset import TaskData
 
-CONFIG = "config.json"
+CONFIG = config.RUN_CONFIG
 META = "meta.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"

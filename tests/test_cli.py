@@ -72,6 +72,21 @@ def test_train_and_resume_via_cli(capsys, tmp_path):
     assert code == 0 and "final step" in out
 
 
+def test_a_run_trains_again_from_its_folder(capsys, tmp_path):
+    """`groklab train RUN_DIR` takes the run's config.json; the same seed gives the same run, --set changes it."""
+    args = ["train", "demo", "--quiet", "--out", str(tmp_path / "first")]
+    for item in TINY:
+        args += ["--set", item]
+    assert run_cli(args, capsys)[0] == 0
+    assert run_cli(["train", str(tmp_path / "first"), "--quiet", "--out", str(tmp_path / "again")], capsys)[0] == 0
+    first, again = ((tmp_path / name / "metrics.jsonl").read_text().splitlines() for name in ("first", "again"))
+    drop_time = [re.sub(r'"elapsed_s": [0-9.e+-]+, ', "", line) for line in first + again]
+    assert drop_time[: len(first)] == drop_time[len(first):] and len(first) > 2
+    other = ["train", str(tmp_path / "first" / "config.json"), "--quiet", "--set", "data.seed=9", "--out"]
+    assert run_cli(other + [str(tmp_path / "other")], capsys)[0] == 0
+    assert json.loads((tmp_path / "other" / "config.json").read_text())["data"]["seed"] == 9
+
+
 SMALL_DATA = ["--set", "n_entities=60"]
 SMALL_TRAIN = (
     ["--quiet"]

@@ -4,6 +4,7 @@ value outside its choices and lists them, in one error line naming the key, befo
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from pathlib import Path
@@ -188,6 +189,47 @@ def test_a_file_that_is_not_toml_is_named(tmp_path: Path):
     bad.write_text("[model\n")
     with pytest.raises(UserError, match="bad.toml: not valid TOML"):
         config.read_toml(bad)
+
+
+def test_a_run_trains_again_from_its_config_json_or_folder(tmp_path: Path):
+    original = config.load("demo", ["data.n_entities=120", "train.steps=777"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / config.RUN_CONFIG).write_text(json.dumps(original.to_dict()))
+    assert config.load(str(run / config.RUN_CONFIG)) == original
+    assert config.load(str(run)) == original  # the folder stands for its config.json
+    again = config.load(str(run), ["data.seed=5"])
+    assert again.data.seed == 5 and again.data.n_entities == 120 and again.train.steps == 777
+
+
+def test_a_committed_run_config_loads():
+    """Every run recorded under docs/runs/ (a config with a [data] section; benchmark records have none) can be
+    trained again from its config.json: the settings it names still exist."""
+    runs = [p for p in (Path(__file__).parents[1] / "docs" / "runs").rglob(config.RUN_CONFIG)
+            if "data" in json.loads(p.read_text())]
+    assert len(runs) > 100
+    for path in runs:
+        config.load(str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not valid JSON"),
+        ("[1, 2]", "a JSON config must be an object of sections"),
+        ('{"data": 3}', "a JSON config must be an object of sections"),
+    ],
+)
+def test_a_bad_json_config_is_one_error_line(tmp_path: Path, text, message):
+    bad = tmp_path / "config.json"
+    bad.write_text(text)
+    with pytest.raises(UserError, match=message):
+        config.load(str(bad))
+
+
+def test_a_folder_without_config_json_is_named(tmp_path: Path):
+    with pytest.raises(UserError, match="is a folder without config.json; give a TOML file, a preset or a run"):
+        config.load(str(tmp_path))
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in config.PRESET_DIR.glob("*.toml")))
