@@ -139,11 +139,12 @@ def build_stage(raw: dict, i: int, path: Path, common: dict, cli: dict, start_fr
             raise UserError(f"name={spec.name!r} must be letters, digits, . _ - (a folder name), without "
                             f"{CARRIED} (it separates stage and probe in carried probes' names), not data or report")
         beside = path.parent / spec.config
-        base = beside if beside.is_file() else config.resolve_preset(spec.config)
+        here = beside.is_file() or (beside / config.RUN_CONFIG).is_file()  # a file or run folder beside it
+        base = config.resolve_preset(str(beside) if here else spec.config)
         own = config.flatten(table(spec.set, "[stage.set]"))
         fixed = {"train.steps": spec.steps} if spec.steps else {}
         fixed |= {"train.stop_on_grok": spec.stop_on_grok} if spec.stop_on_grok is not None else {}
-        cfg = config.from_dict(config.set_dotted(config.read_toml(base), common | own | fixed | cli))
+        cfg = config.from_dict(config.set_dotted(config.read_config(base), common | own | fixed | cli))
         chosen = start_from or spec.start_from
         config.check_choice("start_from", chosen, ("last", "grok", "scratch"))
     return Stage(spec.name, cfg, chosen, spec.with_state)

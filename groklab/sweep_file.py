@@ -2,7 +2,7 @@
 
 A sweep file (every key but `base` and `[grid]` is optional):
 
-    base = "demo"                  # preset name or TOML file (a relative path is looked up beside this file)
+    base = "demo"                  # preset, TOML file or run folder (a relative path is looked up beside this file)
     description = "φ sweep"        # shown in the report
     [fixed]                        # overrides applied to every run
     "train.steps" = 12000
@@ -135,14 +135,15 @@ def load(name_or_path: str) -> Sweep:
     if not isinstance(raw.get("base"), str):
         raise UserError(f'{path}: needs base = "PRESET" or "FILE.toml", the config every run starts from')
     beside = path.parent / raw["base"]
-    base = beside if beside.is_file() else config.resolve_preset(raw["base"])
+    here = beside.is_file() or (beside / config.RUN_CONFIG).is_file()  # a file or run folder beside it
+    base = config.resolve_preset(str(beside) if here else raw["base"])
     for table in ("fixed", "grid", "resources", "analyze"):
         if not isinstance(raw.get(table, {}), dict):
             raise UserError(f"{path}: {table} must be a table, [{table}]")
     fixed, grid = config.flatten(raw.get("fixed", {})), config.flatten(raw.get("grid", {}))
     if not grid:
         raise UserError(f'{path}: [grid] is empty; add a key with a list of values, e.g. "data.phi" = [3.6, 7.2]')
-    task = fixed.get("data.task", config.read_toml(base).get("data", {}).get("task"))
+    task = fixed.get("data.task", config.read_config(base).get("data", {}).get("task"))
     for table, values in (("fixed", fixed), ("grid", grid)):
         for key in values:
             check_key(key, table, path, None if "data.task" in grid else task)
@@ -245,7 +246,7 @@ def product(grid: dict[str, list]) -> list[dict[str, Any]]:
 def expand(sweep: Sweep) -> list[Point]:
     """Every grid point in product order (method by method, when the sweep compares methods), each with a
     validated config: one bad value stops the sweep before anything trains."""
-    base = config.read_toml(sweep.base)
+    base = config.read_config(sweep.base)
     variants = [({}, {})] if not sweep.methods else [
         ({METHOD: m.name} | own, m.set | own) for m in sweep.methods for own in product(m.grid)
     ]

@@ -56,6 +56,21 @@ def test_grid_expands_in_product_order_with_readable_names(tmp_path):
         assert p.config.train.weight_decay == 1.0  # from demo.toml
 
 
+def test_a_committed_run_can_be_a_sweeps_base(tmp_path):
+    """`base` may name a run folder: its config.json is the base, so a recorded run's seeds can be swept."""
+    from groklab import config
+
+    run = tmp_path / "recorded"
+    run.mkdir()
+    original = config.load("demo", ["data.n_entities=70", "model.d_model=48"])
+    (run / "config.json").write_text(json.dumps(original.to_dict()))
+    path = write_sweep(tmp_path, "train.seed = [3, 4]", fixed="", head=f'base = "{run.name}"')
+    points = sweep_file.expand(sweep_file.load(str(path)))
+    assert [p.name for p in points] == ["seed=3", "seed=4"]
+    for p, seed in zip(points, (3, 4), strict=True):
+        assert p.config.train.seed == seed and p.config.data.n_entities == 70 and p.config.model.d_model == 48
+
+
 def test_names_disambiguate_keys_and_format_values():
     assert sweep_file.run_name({"data.seed": 1, "train.seed": 2}) == "data.seed=1,train.seed=2"
     assert sweep_file.run_name({"train.lr": 1e-4, "train.betas": [0.9, 0.98], "model.tie_embeddings": True}) == (
