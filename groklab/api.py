@@ -40,7 +40,8 @@ Overrides = Mapping[str, Any] | Sequence[str] | None  # {"model.n_layers": 2} or
 
 # --- configs and data ------------------------------------------------------------------------------------------
 def load_config(preset: str | Path | config.RunConfig, overrides: Overrides = None) -> config.RunConfig:
-    """A validated run config from a preset name (`demo`), a TOML file or a config, with dotted overrides:
+    """A validated run config from a preset name (`demo`), a TOML file, a run folder (its config.json) or a config,
+    with dotted overrides:
     `{"data.phi": 9, "train.threads": 1}` (Python values) or `["data.phi=9"]` (as `--set` takes them)."""
     if isinstance(preset, config.RunConfig):
         raw = preset.to_dict()
