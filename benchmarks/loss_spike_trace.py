@@ -27,15 +27,17 @@ def replay(run_dir: Path, start: int, stop: int | None = None) -> list[dict]:
     """Every update from checkpoint `start` to `stop` (default: the schedule's end) as {step, loss, grad_norm}."""
     from groklab.train import Trainer
 
-    if start not in runs.list_steps(run_dir):
-        have = ", ".join(str(s) for s in runs.list_steps(run_dir)) or "none"
+    saved = runs.list_steps(run_dir)
+    if start not in saved:
+        have = ", ".join(str(s) for s in saved) or "none"
         raise UserError(f"{run_dir} has no checkpoint at step {start}; it has: {have}")
+    steps = runs.read_config(run_dir).train.steps
+    stop = steps if stop is None else stop
+    if not start < stop <= steps:  # checked before the data is built and the run locked
+        raise UserError(f"--to {stop} must be after --from {start} and at most the run's {steps} steps")
     cfg, data = runs.open_run(run_dir)
     trainer = Trainer(cfg, run_dir, data, progress=False)
     trainer.restore(start)
-    stop = cfg.train.steps if stop is None else stop
-    if not start < stop <= cfg.train.steps:
-        raise UserError(f"--to {stop} must be after --from {start} and at most the run's {cfg.train.steps} steps")
     trace = []
     while trainer.step < stop:
         before = float(trainer.loss_sum)

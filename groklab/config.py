@@ -395,7 +395,7 @@ def resolve_preset(name_or_path: str) -> Path:
     """A config path, the name of a shipped preset (`demo` → groklab/configs/demo.toml), or a run folder, which
     stands for its `config.json` (so any committed run under docs/runs/ trains again from its record)."""
     folder = Path(name_or_path)
-    if (folder / RUN_CONFIG).is_file():
+    if is_run_folder(folder):
         return folder / RUN_CONFIG
     try:
         return find_toml(name_or_path, PRESET_DIR, "config")
@@ -404,6 +404,17 @@ def resolve_preset(name_or_path: str) -> Path:
             message = f"{folder} is a folder without {RUN_CONFIG}; give a TOML file, a preset or a run folder"
             raise UserError(message) from None
         raise
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / RUN_CONFIG).is_file()
+
+
+def resolve_beside(name: str, folder: Path) -> Path:
+    """A config named inside a sweep or curriculum file in `folder`: a file or run folder beside that file, else
+    what `resolve_preset` finds (a path from the working directory, a shipped preset)."""
+    beside = folder / name
+    return resolve_preset(str(beside) if beside.is_file() or is_run_folder(beside) else name)
 
 
 def read_config(path: Path) -> dict:

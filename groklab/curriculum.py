@@ -138,9 +138,7 @@ def build_stage(raw: dict, i: int, path: Path, common: dict, cli: dict, start_fr
         if not NAME.fullmatch(spec.name) or CARRIED in spec.name or spec.name in (DATA_DIR, REPORT_DIR):
             raise UserError(f"name={spec.name!r} must be letters, digits, . _ - (a folder name), without "
                             f"{CARRIED} (it separates stage and probe in carried probes' names), not data or report")
-        beside = path.parent / spec.config
-        here = beside.is_file() or (beside / config.RUN_CONFIG).is_file()  # a file or run folder beside it
-        base = config.resolve_preset(str(beside) if here else spec.config)
+        base = config.resolve_beside(spec.config, path.parent)
         own = config.flatten(table(spec.set, "[stage.set]"))
         fixed = {"train.steps": spec.steps} if spec.steps else {}
         fixed |= {"train.stop_on_grok": spec.stop_on_grok} if spec.stop_on_grok is not None else {}

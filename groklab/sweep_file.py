@@ -134,9 +134,7 @@ def load(name_or_path: str) -> Sweep:
         config.refuse_unknown(raw, TOP_KEYS, "at a sweep file's top level")
     if not isinstance(raw.get("base"), str):
         raise UserError(f'{path}: needs base = "PRESET" or "FILE.toml", the config every run starts from')
-    beside = path.parent / raw["base"]
-    here = beside.is_file() or (beside / config.RUN_CONFIG).is_file()  # a file or run folder beside it
-    base = config.resolve_preset(str(beside) if here else raw["base"])
+    base = config.resolve_beside(raw["base"], path.parent)
     for table in ("fixed", "grid", "resources", "analyze"):
         if not isinstance(raw.get(table, {}), dict):
             raise UserError(f"{path}: {table} must be a table, [{table}]")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from groklab import checkpoint, results, runs, sweep, sweep_file
+from groklab import checkpoint, config, results, runs, sweep, sweep_file
 from groklab.cli import main
 from tests.conftest import TINY
 
@@ -58,8 +58,6 @@ def test_grid_expands_in_product_order_with_readable_names(tmp_path):
 
 def test_a_committed_run_can_be_a_sweeps_base(tmp_path):
     """`base` may name a run folder: its config.json is the base, so a recorded run's seeds can be swept."""
-    from groklab import config
-
     run = tmp_path / "recorded"
     run.mkdir()
     original = config.load("demo", ["data.n_entities=70", "model.d_model=48"])
