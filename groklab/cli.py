@@ -34,12 +34,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from groklab.analysis.methods import METHODS  # the method table: names only, no torch
+    from groklab.tasks import DATASET_TASKS  # the task table: numpy, no torch
 
     parser = _Parser(prog="groklab", description="Make small transformers grok, and see why.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="generate a task's dataset into a folder")
-    data.add_argument("task", help="composition | comparison | complex | modular")
+    data.add_argument("task", help=" | ".join(DATASET_TASKS))
     data.add_argument("--out", required=True, type=Path, help="folder to create")
     data.add_argument("--format", default="groklab", choices=["groklab", "paper"])
     data.add_argument(
@@ -111,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dirs", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR")
     report.add_argument("--out", type=Path, help="output folder (default DIR/report for one directory)")
 
-    rec = sub.add_parser("record", help="copy finished runs' summaries, configs, metrics and figures to docs/runs/")
+    rec = sub.add_parser("record", help="copy finished runs' summaries, configs, metrics and analyses to docs/runs/")
     rec.add_argument("src", type=Path, metavar="RUN_OR_SWEEP_DIR")
     rec.add_argument("dst", type=Path, metavar="DEST", help="folder to copy into, e.g. docs/runs/NAME (no checkpoints)")
+    rec.add_argument("--figures", action="store_true", help="also draw each run's figures (PNGs) from its records")
 
     claims = sub.add_parser("claims", help="rebuild the claims table of docs/results.md from the runs in docs/runs/")
     claims.add_argument("--docs", type=Path, default=Path("docs"), help="folder with claims.toml, runs/, results.md")
@@ -280,10 +282,12 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_record(args: argparse.Namespace) -> None:
     from groklab.record import record
 
-    done = record(args.src, args.dst)
+    done = record(args.src, args.dst, figures=args.figures)
     print(f"recorded {len(done.runs)} finished runs from {args.src} in {args.dst}")
     if done.unfinished:
         print(f"left out {len(done.unfinished)} unfinished: {', '.join(done.unfinished)}")
+    if done.figures:
+        print(f"drew {len(done.figures)} figures (commit only those a doc shows)")
     print(f"figures: groklab report {args.dst}; claims: groklab claims")
 
 

@@ -13,6 +13,7 @@ import pytest
 from groklab.analysis import methods
 from groklab.tasks import TASKS, generate
 from groklab.tasks.dataset import REQUIRED_ROLES, ROLE_MEANINGS
+from groklab.tasks.io import load_dataset, write_dataset
 
 FAST = {"complex": {"n_entities": 100, "n_test_per_label": 5}}  # every other task's defaults generate in < 1 s
 
@@ -36,6 +37,37 @@ def test_every_task_states_its_probe_roles(task, small_data):
     data = small_data(task)
     assert set(spec.roles.values()) <= set(data.probes)  # each role names a probe the task really has
     assert data.roles == spec.roles  # the generator's roles are the ones the registry states
+
+
+FACT_FIELDS = {  # the structure fields every task of a fact shape has: what LLM prompts and the paper's format read
+    "chain": {"head", "r1", "r2", "bridge", "answer"},
+    "compare": {"attribute", "entity", "value", "e1", "e2", "v1", "v2", "answer"},
+}
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS if TASKS[t].facts or TASKS[t].paper])
+def test_every_knowledge_task_states_its_fact_shape_and_paper_spelling(task, small_data, tmp_path):
+    spec, data = TASKS[task], small_data(task)
+    assert spec.facts in FACT_FIELDS, f"{task}: a paper format needs facts='chain' or 'compare'"
+    for split in (data.train, *data.probes.values()):
+        assert FACT_FIELDS[spec.facts] <= set(split.fields), (task, sorted(split.fields))
+    if spec.paper is not None:  # every fact kind has a template, and the files read back as this task
+        assert set(spec.paper.templates) >= set(data.train.kinds.tolist())
+        write_dataset(data, {}, tmp_path / "paper", fmt="paper")
+        back = load_dataset(tmp_path / "paper")
+        assert back.task == task and len(back.train) == len(data.train)
+
+
+def test_task_lists_come_from_the_registry():
+    from groklab.cli import build_parser
+    from groklab.llm import prompts
+    from groklab.tasks import io
+
+    data_help = next(a.help for a in build_parser()._subparsers._group_actions[0].choices["data"]._actions
+                     if a.dest == "task")
+    assert data_help.split(" | ") == [t for t in TASKS if not TASKS[t].sequence]
+    assert set(prompts.TASKS) == {t for t in TASKS if TASKS[t].facts}
+    assert set(io.PAPER_TASKS) == {t for t in TASKS if TASKS[t].paper} == {"composition", "comparison", "complex"}
 
 
 @pytest.mark.parametrize("name", list(methods.METHODS))

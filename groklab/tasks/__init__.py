@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from groklab import config
 from groklab.errors import UserError
-from groklab.tasks import comparison, complex, composition, dyck, logic, modular, structural
+from groklab.tasks import comparison, complex, composition, dyck, logic, modular, paper, structural
 from groklab.tasks.dataset import REQUIRED_ROLES, Split, TaskData
+from groklab.tasks.paper import PaperFormat
 from groklab.tasks.ranking_shortcut import ranking_shortcut
 
 
@@ -37,17 +38,29 @@ class TaskSpec:
     # per probe, the accuracy of a shortcut that ignores the task's mechanism (comparison: a ranking fitted to
     # the training comparisons alone, tasks/ranking_shortcut.py); summary.json's `shortcut`
     shortcut: Callable[[TaskData], dict[str, float]] | None = None
+    # the shape of a knowledge task's facts, which the LLM prompts (llm/prompts.py) and the paper's file format
+    # (tasks/io.py) read: "chain" (head r1 [r2] -> tail; fields head, r1, r2, bridge) or "compare" (entity
+    # attribute -> value, e1 attribute e2 -> label; fields attribute, entity, value, e1, e2, v1, v2). None: not
+    # a knowledge task (no LLM prompts)
+    facts: Literal["chain", "compare"] | None = None
+    # the paper's released file format for this task (tasks/paper.py); None: `--format paper` is refused
+    paper: PaperFormat | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
-    "composition": TaskSpec(composition.CompositionConfig, composition.generate, composition.ROLES),
+    "composition": TaskSpec(
+        composition.CompositionConfig, composition.generate, composition.ROLES,
+        facts="chain", paper=paper.COMPOSITION,
+    ),
     "comparison": TaskSpec(
         comparison.ComparisonConfig, comparison.generate, comparison.ROLES,
         breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes, shortcut=ranking_shortcut,
+        facts="compare", paper=paper.COMPARISON,
     ),
     "complex": TaskSpec(
         complex.ComplexConfig, complex.generate, complex.ROLES,
         breakdowns=comparison.breakdowns, answer_classes=comparison.answer_classes, shortcut=ranking_shortcut,
+        facts="compare", paper=paper.COMPLEX,
     ),
     "modular": TaskSpec(modular.ModularConfig, modular.generate, modular.ROLES),
     "logic": TaskSpec(logic.LogicConfig, logic.generate, logic.ROLES),  # propositional formulas (issue 19)
@@ -62,6 +75,7 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 SEQUENCE_TASKS = tuple(name for name, spec in TASKS.items() if spec.sequence)
+DATASET_TASKS = tuple(name for name, spec in TASKS.items() if not spec.sequence)  # what a dataset folder holds
 
 
 def generate(cfg: Any) -> TaskData:

@@ -36,24 +36,15 @@ import numpy as np
 from groklab.errors import UserError
 from groklab.runs import atomic_dir
 from groklab.tasks import TASKS
-from groklab.tasks.comparison import SEPARATORS, TEMPLATE_POSITIONS
+from groklab.tasks.comparison import TEMPLATE_POSITIONS
 from groklab.tasks.dataset import Split, TaskData, Vocab
 from groklab.tasks.knowledge import ABSENT, lookup_pairs
+from groklab.tasks.paper import PaperFormat
 
 FORMAT = "groklab-dataset/1"
 SPECIALS = ("<mask>", "<sep>", "<a>", "</a>", "<q>", "</q>")  # the paper notebooks' special tokens
-# (task, kind) -> (input_text, answer part of target_text), as formed by the paper's notebooks
-PAPER_TEMPLATES = {
-    ("composition", "atomic"): ("{0}{1}", "{a}</a>"),
-    ("composition", "inferred"): ("{0}{1}{2}", "{a}</a>"),
-    ("comparison", "atomic"): ("{0}{1}", "{a}</a>"),
-    ("comparison", "inferred"): ("{0}<q>{1}<mask>{2}", "{a}</a>"),
-    ("complex", "atomic"): ("<q>{0}{1}<mask></q>", "<a>{a}</a>"),
-    ("complex", "inferred"): ("{0}<q>{1}<mask>{2}</q>", "<a>{a}</a>"),
-}
-PAPER_NAMES = {"test_inferred_id": "test_inferred_iid"}  # our probe name -> the paper's `type`
-PAPER_NAMES_BY_TASK = {"complex": {"test_inferred": "test_hard"}}
 TOKEN = re.compile(r"<[^<>]*>")
+PAPER_TASKS = tuple(name for name, spec in TASKS.items() if spec.paper is not None)  # the registry's
 
 
 def write_dataset(data: TaskData, config: dict, out_dir: Path, fmt: str = "groklab") -> None:
@@ -67,11 +58,9 @@ def write_dataset(data: TaskData, config: dict, out_dir: Path, fmt: str = "grokl
         )
     if fmt not in writers:
         raise UserError(f"dataset format {fmt!r} is unknown; use one of {', '.join(writers)}")
-    if fmt == "paper" and data.task not in {task for task, _ in PAPER_TEMPLATES}:
-        raise UserError(
-            f"the paper's format exists for composition, comparison and complex, not {data.task!r}; "
-            "use --format groklab"
-        )
+    if fmt == "paper" and TASKS[data.task].paper is None:
+        tasks = ", ".join(PAPER_TASKS)
+        raise UserError(f"the paper's format exists for {tasks}, not {data.task!r}; use --format groklab")
     with _atomic_dir(Path(out_dir)) as tmp:
         writers[fmt](data, config, tmp)
 
@@ -240,18 +229,24 @@ def _load_groklab(path: Path) -> TaskData:
 # ---- the paper's format -------------------------------------------------------------------------------
 
 
+def _paper(task: str) -> PaperFormat:
+    spec = TASKS[task].paper
+    assert spec is not None, f"{task} has no paper format"  # callers choose tasks from PAPER_TASKS
+    return spec
+
+
 def _paper_items(task: str, split: Split, vocab: Vocab, types: list[str] | np.ndarray) -> list[dict]:
     names, items = vocab.tokens, []
     columns = (split.tokens.tolist(), split.lengths.tolist(), split.answers.tolist(), split.kinds.tolist(), types)
     for row, length, answer, kind, typ in zip(*columns, strict=True):
-        source, target = PAPER_TEMPLATES[(task, kind)]
+        source, target = _paper(task).templates[kind]
         text = source.format(*(names[t] for t in row[:length] if names[t] not in SPECIALS))
         items.append({"input_text": text, "target_text": text + target.format(a=names[answer]), "type": str(typ)})
     return items
 
 
 def _paper_name(task: str, probe: str) -> str:
-    return {**PAPER_NAMES, **PAPER_NAMES_BY_TASK.get(task, {})}.get(probe, probe)
+    return _paper(task).names().get(probe, probe)
 
 
 def _write_paper(data: TaskData, config: dict, out: Path) -> None:
@@ -304,7 +299,7 @@ def _fields(task: str, inputs: np.ndarray, answers: np.ndarray, table: tuple) ->
     """Structure fields of parsed facts; `table` holds (a, b, v) rows of atomic facts `a b -> v`."""
     atomic = inputs[:, 2] == ABSENT
     keep = lambda x, on: np.where(on, x, ABSENT)  # noqa: E731
-    if task == "composition":
+    if TASKS[task].facts == "chain":
         bridge = lookup_pairs((inputs[:, 0], inputs[:, 1]), table)
         return {
             "head": inputs[:, 0],
@@ -329,13 +324,16 @@ def _fields(task: str, inputs: np.ndarray, answers: np.ndarray, table: tuple) ->
 
 
 def _detect_task(vocab: Vocab, types: set[str], where: Path) -> str:
-    if any(t.startswith("<r_") for t in vocab.tokens):
-        return "composition"
-    if any(t.startswith("<attr_") for t in vocab.tokens):
-        return "complex" if "test_hard" in types else "comparison"
+    """The task whose marker prefixes a token of the vocabulary; of several, the one whose own probe types the
+    files hold (complex's `test_hard`), else the one without own types (comparison)."""
+    marked = [t for t in PAPER_TASKS if any(tok.startswith(_paper(t).marker) for tok in vocab.tokens)]
+    for task in sorted(marked, key=lambda t: -len(_paper(t).probe_names)):
+        if set(_paper(task).probe_names.values()) <= types:
+            return task
+    markers = " nor ".join(dict.fromkeys(f"{_paper(t).marker}i>" for t in PAPER_TASKS))
     raise UserError(
-        f"{where}: vocab.json has neither relations (<r_i>) nor attributes (<attr_i>); "
-        "only composition, comparison and complex datasets exist in the paper's format"
+        f"{where}: vocab.json has no token like {markers}; only {', '.join(PAPER_TASKS)} datasets exist in the "
+        "paper's format"
     )
 
 
@@ -351,11 +349,12 @@ def _load_paper(path: Path) -> TaskData:
         raise UserError(f"{path}: train.json and test.json must be JSON lists of items; {fix}")
     types = [str(item.get("type", "test_inferred")) if isinstance(item, dict) else "" for item in test_items]
     task = _detect_task(vocab, set(types), path / "vocab.json")
-    keep = SEPARATORS if task == "comparison" and set(SEPARATORS) <= set(names) else ()
+    separators = _paper(task).separators
+    keep = separators if separators and set(separators) <= set(names) else ()
     if keep:  # comparison keeps the paper template's `<q>` and `<mask>` as input tokens
         vocab = Vocab(("<pad>", *dict.fromkeys(t for t in names if t not in SPECIALS or t in keep)))
         index = vocab.index()
-    renames = {v: k for k, v in {**PAPER_NAMES, **PAPER_NAMES_BY_TASK.get(task, {})}.items()}
+    renames = {v: k for k, v in _paper(task).names().items()}
     parsed = {"train": _parse_items(train_items, str(path / "train.json"), index, fix, keep)}
     test = _parse_items(test_items, str(path / "test.json"), index, fix, keep)
     for typ in dict.fromkeys(types):
@@ -372,7 +371,7 @@ def _atomic_table(task: str, parsed: dict) -> tuple[np.ndarray, np.ndarray, np.n
     """(a, b, v) of atomic facts: composition (head, relation, tail) from train.json only (the paper trains on
     every atomic fact); comparison (entity, attribute, value) from every split, since complex reasoning keeps
     the OOD values out of training."""
-    sources = [parsed["train"]] if task == "composition" else list(parsed.values())
+    sources = [parsed["train"]] if _paper(task).atomic_from_train else list(parsed.values())
     rows = [(x[x[:, 2] == ABSENT], a[x[:, 2] == ABSENT]) for x, _, a in sources]
     inputs = np.concatenate([r[0] for r in rows])
     return inputs[:, 0], inputs[:, 1], np.concatenate([r[1] for r in rows])
@@ -387,8 +386,9 @@ def _paper_split(task: str, parsed: tuple, table: tuple) -> Split:
 def _paper_roles(task: str, probes: dict[str, Split], path: Path) -> dict[str, str]:
     """The task's registered roles (TaskSpec.roles), for the probes the paper's files hold."""
     wanted = dict(TASKS[task].roles)
-    if task == "complex" and "train_inferred" not in probes:  # the paper's complex files name it so
-        wanted["train"] = "train_inferred_topleft"
+    for role, name in _paper(task).paper_roles.items():  # the paper's own name where ours is absent
+        if wanted.get(role) not in probes:
+            wanted[role] = name
     roles = {role: name for role, name in wanted.items() if name in probes}
     if "train" not in roles or "test_id" not in roles:
         raise UserError(
