@@ -1,4 +1,4 @@
-"""CLI: bad input ends in one `error:` line (exit 2) and leaves nothing behind; README commands run."""
+"""CLI: bad input ends in one `error:` line (exit 2) and leaves nothing behind; the guide's commands run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from groklab.cli import main
 from tests.conftest import TINY
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+GUIDE = REPO / "docs" / "guide.md"
 
 
 def run_cli(args, capsys):
@@ -95,17 +96,17 @@ SMALL_TRAIN = (
 )
 
 
-def readme_commands() -> list[list[str]]:
-    block = re.search(r"## Use\n\n```bash\n(.*?)```", README.read_text(), re.S).group(1)
+def guide_commands() -> list[list[str]]:
+    block = re.search(r"## The command line\n\n```bash\n(.*?)```", GUIDE.read_text(), re.S).group(1)
     lines = [line.split("#")[0].strip() for line in block.splitlines()]
     return [shlex.split(line)[1:] for line in lines if line.startswith("groklab ")]
 
 
-def test_readme_commands_run(capsys, tmp_path, monkeypatch):
-    """Each `groklab` line of the README's Use section runs, shrunk to test size with extra --set."""
+def test_guide_commands_run(capsys, tmp_path, monkeypatch):
+    """Each `groklab` line of the guide's command-line section runs, shrunk to test size with extra --set."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").symlink_to(README.parent / "configs")  # README paths are relative to the repo root
-    commands = readme_commands()
+    (tmp_path / "configs").symlink_to(REPO / "configs")  # the guide's paths are relative to the repo root
+    commands = guide_commands()
     assert len(commands) >= 5
     for args in commands:
         if args[0] == "data":

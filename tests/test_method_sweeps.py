@@ -163,10 +163,10 @@ def test_modular_preset_gives_each_accelerator_its_paper_setting_and_two_neighbo
     assert len(grids["adamw"]["train.weight_decay"]) >= 3
 
 
-def test_readme_methods_example_is_valid(tmp_path):
+def test_guide_methods_example_is_valid(tmp_path):
     import re
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text()
     block = re.search(r"## Grokking accelerators, side by side.*?```toml\n(.*?)```", text, re.S).group(1)
     (tmp_path / "example.toml").write_text(block)
     spec = sweep_file.load(str(tmp_path / "example.toml"))

@@ -159,9 +159,9 @@ def test_presets_resolve_and_expand():
             assert sweep_file.load(name).resources.gpus >= 1, name
 
 
-def test_readme_sweep_example_is_valid(tmp_path):
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"### Sweeps and reports.*?```toml\n(.*?)```", text, re.S).group(1)
+def test_guide_sweep_example_is_valid(tmp_path):
+    text = (REPO / "docs" / "guide.md").read_text()
+    block = re.search(r"## Sweeps, reports and recorded results.*?```toml\n(.*?)```", text, re.S).group(1)
     (tmp_path / "example.toml").write_text(block)
     spec = sweep_file.load(str(tmp_path / "example.toml"))
     assert [p.name for p in sweep_file.expand(spec)][0] == "phi=3.6,seed=0"
