@@ -7,7 +7,7 @@
 
     [[claim]]
     claim = "Higher φ groks faster (Wang et al.)"       # the paper's claim
-    section = "φ sweep on a 2-core CPU (issue 5)"       # the heading of results.md that explains it
+    section = "φ sweep on a 2-core CPU"                 # the heading of results.md that explains it
     runs = ["phi-cpu/*"]                                # globs under docs/runs/: folders with summary.json, config.json
     measure = ["grok_step", "final.test_inferred_ood"]  # dotted paths into each run's summary.json, or into
                                                         # another JSON file of the run folder, named before a colon:

@@ -1,4 +1,4 @@
-"""Curricula: stages trained one after another, each starting from the previous stage's checkpoint (issue 19).
+"""Curricula: stages trained one after another, each starting from the previous stage's checkpoint.
 
     groklab curriculum ladder                                  # logic → modular arithmetic → two-hop composition
     groklab curriculum atomic-then-inferred --set train.seed=1 --out runs/ati-seed1

@@ -1,4 +1,4 @@
-"""A curriculum's report (issue 19): CURRICULUM_DIR/report/ with index.html (the stages' table, forgetting, every
+"""A curriculum's report: CURRICULUM_DIR/report/ with index.html (the stages' table, forgetting, every
 stage on one step axis, each stage's own curves) and summary.txt. Reads the curriculum folder only, like
 groklab/report.py, whose table and page helpers it uses; `groklab curriculum` writes it after the last stage.
 

@@ -1,4 +1,4 @@
-"""Warm starts: a new run that starts from another run's checkpoint instead of random weights (issue 19).
+"""Warm starts: a new run that starts from another run's checkpoint instead of random weights.
 
     groklab train logic --init-from runs/a            # run a's newest good checkpoint
     groklab train logic --init-from runs/a@1200       # its checkpoint at step 1200

@@ -23,7 +23,7 @@ RESULTS = """# results
 old table
 <!-- claims:end -->
 
-## The demo groks (issue 2)
+## The demo groks (Wang et al. 2024)
 
 text that must stay
 """
@@ -31,7 +31,7 @@ text that must stay
 CLAIM = """
 [[claim]]
 claim = "The demo groks | ID"
-section = "The demo groks (issue 2)"
+section = "The demo groks (Wang et al. 2024)"
 runs = ["demo-regime/*"]
 measure = ["fit_step", "grok_step", "final.ood_atomic", "final_groups.test_inferred_ood/acc_eq"]
 baseline = "no_information.test_inferred_ood"
@@ -85,7 +85,7 @@ def test_mean_and_t_interval_by_hand(docs, capsys):
     assert "fit_step 2,000 ± 0" in row  # identical values: a zero-width interval, not an error
     assert "final_groups.test_inferred_ood/acc_eq 0.250 ± 0.000" in row
     assert "baseline no_information.test_inferred_ood 0.010 ± 0.000" in row
-    assert "The demo groks \\| ID](#the-demo-groks-issue-2)" in row  # pipes escaped, linked to its section
+    assert "The demo groks \\| ID](#the-demo-groks-wang-et-al-2024)" in row  # pipes escaped, linked to its section
     assert "3 in [`demo-regime/*`](runs/demo-regime/)" in row
 
 
@@ -228,7 +228,7 @@ def test_pending_claim_renders_its_reason(docs, capsys):
         (lambda t: t.replace("demo-regime/*", "nowhere/*"), "claim 'The demo groks | ID': runs pattern 'nowhere/*'"),
         (lambda t: t.replace("[[claim]]", "[[claim]\n"), "not valid TOML"),
         (lambda t: t + "\n[extra]\nx = 1\n", "unknown key extra; valid keys at the top level"),
-        (lambda t: t.replace("(issue 2)", "(issue 9)"), "is not a heading of results.md"),
+        (lambda t: t.replace("(Wang et al. 2024)", "(Wang et al. 2025)"), "is not a heading of results.md"),
         (lambda t: t.replace("final.ood_atomic", "final.nope"), "summary.json has no final.nope"),
         (lambda t: t.replace('baseline = "no_information.test_inferred_ood"', 'group_by = "data.nope"'),
          "config.json has no data.nope"),

@@ -139,6 +139,6 @@ def spelled_digest(data) -> str:
     ],
 )
 def test_generated_data_is_pinned(settings, digest):
-    """The data of a config never changes under a refactor (recorded before the clean-up of issue 19's review):
+    """The data of a config never changes under a refactor (recorded before the curriculum code's clean-up):
     runs and their results name configs, not datasets. A deliberate change updates these digests."""
     assert spelled_digest(generate(LogicConfig(**settings))) == digest

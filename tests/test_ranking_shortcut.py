@@ -1,5 +1,5 @@
 """The ranking shortcut (tasks/ranking_shortcut.py): a baseline that ranks entities from the training comparisons
-alone, never reading an atomic fact; every comparison accuracy is read against it (issue 18)."""
+alone, never reading an atomic fact; every comparison accuracy is read against it (science.md §10)."""
 
 from __future__ import annotations
 

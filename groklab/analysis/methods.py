@@ -63,7 +63,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # tree projections need sentences with gold trees: the sequence tasks (Murty et al. 2023)
     Method("tree-projection", SEQUENCE_TASKS, generalisation_probe, "groklab.analysis.tree_projection:prepare",
            (("-curves.png", f"{FIGURES}:tree_projection_curves"),)),
-    # is each entity's value readable at its position, for held-out ID keys and for OOD keys (issue 18)?
+    # is each entity's value readable at its position, for held-out ID keys and for OOD keys?
     Method("value-probe", ("comparison",), probe_named("test_inferred_ood"), "groklab.analysis.value_probe:prepare",
            (("-curves.png", f"{FIGURES}:value_probe_curves"),)),
 )}

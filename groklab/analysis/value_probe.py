@@ -1,5 +1,5 @@
 """Value probe (comparison): is an entity's attribute value linearly readable from the residual stream at the
-entity's position — for ID keys the probe was not fitted on, and for OOD keys? (issue 18, item 2)
+entity's position — for ID keys the probe was not fitted on, and for OOD keys?
 
 Wang et al.'s comparison circuit retrieves v1 at e1 and v2 at e2 in the lower layers and compares them above.
 A model that generalises OOD must retrieve the OOD entities' values there too: their atomic facts are trained.

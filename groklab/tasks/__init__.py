@@ -63,7 +63,7 @@ TASKS: dict[str, TaskSpec] = {
         facts="compare", paper=paper.COMPLEX,
     ),
     "modular": TaskSpec(modular.ModularConfig, modular.generate, modular.ROLES),
-    "logic": TaskSpec(logic.LogicConfig, logic.generate, logic.ROLES),  # propositional formulas (issue 19)
+    "logic": TaskSpec(logic.LogicConfig, logic.generate, logic.ROLES),  # propositional logic, a curriculum rung
     # structural grokking (Murty et al. 2023): sequence tasks, one LM sequence per example
     "question-formation": TaskSpec(
         structural.QuestionFormationConfig, structural.generate, structural.ROLES, sequence=True

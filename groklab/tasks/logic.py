@@ -1,4 +1,4 @@
-"""Propositional logic: the truth value of a random formula under an assignment of its variables (issue 19).
+"""Propositional logic: the truth value of a random formula under an assignment of its variables.
 
 Input: the assignment's values, one per variable in variable order, then the formula in prefix (Polish)
 notation, then `=`; the answer is `<true>` or `<false>`:
