@@ -24,7 +24,7 @@ from typing import Any, Literal
 from groklab.errors import UserError
 
 PRESET_DIR = Path(__file__).parent / "configs"
-SECTIONS = ("data", "model", "train", "filter")  # the tables of a config, and the first part of a dotted key
+SECTIONS = ("data", "model", "train", "filter", "accelerator")  # a config's tables; a dotted key's first part
 RUN_CONFIG = "config.json"  # the fully resolved config a run folder keeps; a run trains again from it
 
 
@@ -84,8 +84,8 @@ class FilterConfig:
     window: int = 100  # w: MA window length
     warmup: bool = True  # MA: leave gradients unchanged until the window is full
     reduce: Literal["mean", "sum"] = "mean"  # MA: mean or sum of the window
-    # divide the lr (train.lr and train.muon_lr) by 1 + λ, so that a filter does not win by a larger step: a steady
-    # gradient g leaves the filter as (1 + λ)·g (optim.lr_scale); no effect with kind = "none"
+    # divide the lr (train.lr and accelerator.muon_lr) by 1 + λ, so that a filter does not win by a larger step:
+    # a steady gradient g leaves the filter as (1 + λ)·g (optim.lr_scale); no effect with kind = "none"
     normalize_lr: bool = False
 
     def validate(self) -> None:
@@ -101,6 +101,20 @@ class FilterConfig:
 
 
 @dataclass(frozen=True)
+class AcceleratorConfig:
+    """The grokking accelerators' own hyper-parameters (groklab/accelerators/), each named
+    `<accelerator>_<setting>`, so that a new one adds a line here, not a field to [train]. The switches that choose
+    them stay in the run's recipe: train.optimizer, train.grad_transform, train.loss, filter.kind (Grokfast's
+    settings are [filter])."""
+
+    muon_lr: float = 0.02  # train.optimizer=muon: Muon's lr on the blocks' matrices (Jordan's default; train.lr: AdamW)
+
+    def validate(self) -> None:
+        if self.muon_lr <= 0:
+            raise UserError(f"accelerator.muon_lr={self.muon_lr} must be > 0, e.g. the default 0.02")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping. Defaults follow Wang et al. §5 where they apply."""
 
@@ -110,7 +124,6 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     optimizer: Literal["adamw", "adam", "muon"] = "adamw"  # adamw: decoupled weight decay; adam: L2 in the gradient
-    muon_lr: float = 0.02  # optimizer=muon: Muon's lr on the blocks' matrices (Jordan's default); lr is AdamW's
     # accelerators (groklab/accelerators/): a gradient transform after the filter, before clipping; the training loss
     grad_transform: Literal["none", "orthograd", "egd"] = "none"
     loss: Literal["softmax", "stablemax"] = "softmax"  # probes' <probe>/loss stays softmax cross-entropy
@@ -147,8 +160,6 @@ class TrainConfig:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 1")
         if self.lr <= 0:
             raise UserError(f"train.lr={self.lr} must be > 0")
-        if self.muon_lr <= 0:
-            raise UserError(f"train.muon_lr={self.muon_lr} must be > 0, e.g. the default 0.02")
         if not all(0 <= b < 1 for b in self.betas):  # as torch's Adam requires, refused before a run folder exists
             raise UserError(f"train.betas={format_value(self.betas)} must both be in [0, 1), e.g. [0.9, 0.999]")
         nonneg = ("warmup_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm", "eval_batch_size")
@@ -168,6 +179,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    accelerator: AcceleratorConfig = field(default_factory=AcceleratorConfig)
 
     def validate(self) -> None:
         for section in SECTIONS:
@@ -366,6 +378,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def from_dict(raw: dict) -> RunConfig:
     """A validated RunConfig from a nested dict (TOML tables or a run's config.json)."""
     refuse_unknown(raw, SECTIONS, "at a config's top level")
+    raw = migrate_moved(raw)
     data = raw.get("data", {})
     if not isinstance(data, dict) or "task" not in data:
         raise UserError('config has no data.task; set it, e.g. data.task = "composition"')
@@ -374,9 +387,35 @@ def from_dict(raw: dict) -> RunConfig:
         model=build(ModelConfig, raw.get("model", {}), "model"),
         train=build(TrainConfig, raw.get("train", {}), "train"),
         filter=build(FilterConfig, raw.get("filter", {}), "filter"),
+        accelerator=build(AcceleratorConfig, raw.get("accelerator", {}), "accelerator"),
     )
     config.validate()
     return config
+
+
+# settings that moved to another table: section -> {old name: new section}. Read from a committed config.json,
+# a TOML file, --set or a sweep grid alike (`migrate_moved`), so the ~400 committed runs and the sweep files that
+# name run folders by the old key (`muon_lr=0.02`) still load, resume and are recognised
+MOVED = {"train": {"muon_lr": "accelerator"}}
+
+
+def migrate_moved(raw: dict) -> dict:
+    """A copy of a nested config dict with MOVED keys in their new table (`train.muon_lr` → `accelerator.muon_lr`);
+    both spellings with different values is an error naming them."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for section, names in MOVED.items():
+        for name, target in names.items():
+            if not isinstance(out.get(section), dict) or name not in out[section]:
+                continue
+            value = out[section].pop(name)
+            table = out.setdefault(target, {})
+            if not isinstance(table, dict):
+                raise UserError(f"[{target}] must be a table of settings, got {format_value(table)}")
+            if table.get(name, value) != value:
+                raise UserError(f"{section}.{name}={format_value(value)} and {target}.{name}="
+                                f"{format_value(table[name])} disagree; keep only {target}.{name} (its new name)")
+            table[name] = value
+    return out
 
 
 def find_toml(name_or_path: str, folder: Path, what: str) -> Path:

@@ -20,12 +20,12 @@ import torch
 from tqdm import tqdm
 
 from groklab import checkpoint, config, runs, trackers, warm_start
-from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics
+from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics, make_filter
 from groklab.errors import UserError
 from groklab.grokking import summarize
 from groklab.metrics import DeviceSplit, ProbeEvaluator, training_loss
 from groklab.model import Transformer
-from groklab.optim import lr_factor, lr_scale, make_filter, make_optimizer
+from groklab.optim import lr_factor, lr_scale, make_optimizer
 from groklab.schedule import log_spaced_steps
 from groklab.tasks import no_information, shortcut_baseline
 from groklab.tasks.dataset import TaskData
@@ -138,10 +138,10 @@ class Trainer:
         # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
         self.step_model = torch.compile(self.model, dynamic=False) if tcfg.compile else self.model
         self.params = list(self.model.parameters())  # each shared or tied parameter once
-        self.optimizer = make_optimizer(self.model, tcfg, lr_scale(cfg.filter))
+        self.optimizer = make_optimizer(self.model, tcfg, lr_scale(cfg.filter), cfg.accelerator)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]  # what the schedule multiplies
         self.filter = make_filter(self.model, cfg.filter)
-        self.grad_transform = GRAD_TRANSFORMS[tcfg.grad_transform](tcfg)
+        self.grad_transform = GRAD_TRANSFORMS[tcfg.grad_transform](self.model, tcfg)
         self.loss = LOSSES[tcfg.loss]
         self.autocast = make_autocast(tcfg, self.device)
         self.train_split = DeviceSplit.from_split(data.train, data.n_ctx, self.device)
@@ -193,7 +193,7 @@ class Trainer:
         if self.step + 1 in self.eval_steps:  # the loss's own gradient, before anything changes it
             self.grad_weight_cos = diagnostics.grad_weight_cosine(self.params)
         self.filter()  # Grokfast: between backward() and clipping / step (Lee et al. 2024, Alg. 1)
-        self.grad_transform(self.params)  # accelerators: ⊥Grad, EGD
+        self.grad_transform()  # accelerators: ⊥Grad, EGD (the same contract, accelerators/base.py)
         if tcfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, tcfg.grad_clip)
         else:

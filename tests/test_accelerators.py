@@ -12,17 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from groklab import checkpoint, config, runs, train
-from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics
+from groklab.accelerators import FILTERS, GRAD_TRANSFORMS, LOSSES, diagnostics
 from groklab.accelerators.base import GradTransform
 from groklab.accelerators.egd import Egalitarian
 from groklab.accelerators.orthograd import OrthoGrad
 from groklab.accelerators.stablemax import log_stablemax, stablemax_cross_entropy
 from groklab.cli import main
-from groklab.config import FilterConfig, ModelConfig, TrainConfig
+from groklab.config import AcceleratorConfig, FilterConfig, ModelConfig, TrainConfig
 from groklab.errors import UserError
 from groklab.metrics import NO_TARGET, DeviceSplit, training_loss
 from groklab.model import Transformer
-from groklab.optim import FILTERS, OPTIMIZERS, lr_scale, make_optimizer
+from groklab.optim import OPTIMIZERS, lr_scale, make_optimizer
 
 METHODS = {  # every switch, alone and with shared blocks where parameters are reused
     "muon": ["train.optimizer=muon"],
@@ -48,7 +48,7 @@ def test_orthograd_output_is_orthogonal_to_the_weights_and_keeps_the_norm():
     nn.init.zeros_(model[0].bias)  # zero weights: no direction to remove
     random_grads(model)
     before = {name: p.grad.clone() for name, p in model.named_parameters()}
-    OrthoGrad(TrainConfig())(model.parameters())
+    OrthoGrad(model, TrainConfig())()
     for name, p in model.named_parameters():
         assert torch.dot(p.grad.flatten(), p.detach().flatten()).abs() <= 1e-12 * p.norm() * p.grad.norm(), name
         torch.testing.assert_close(p.grad.norm(), before[name].norm())
@@ -92,14 +92,14 @@ def test_egd_output_has_every_singular_value_one():
     norm_grad = model[2].weight.grad.clone()
     low_rank = torch.randn(7, 1) @ torch.randn(1, 5)  # rank 1: the other directions stay 0, not 1
     model[0].weight.grad = low_rank.clone()
-    Egalitarian(TrainConfig())(model.parameters())
+    Egalitarian(model, TrainConfig())()
     torch.testing.assert_close(torch.linalg.svdvals(model[1].weight.grad), torch.ones(3))
     torch.testing.assert_close(torch.linalg.svdvals(model[0].weight.grad), torch.tensor([1.0, 0, 0, 0, 0]))
     u, s, vh = torch.linalg.svd(low_rank)
     torch.testing.assert_close(model[0].weight.grad, u[:, :1] @ vh[:1])  # U Vᵀ of G's own directions
     torch.testing.assert_close(model[2].weight.grad, norm_grad)  # 1-D: untouched
     model[1].weight.grad.zero_()
-    Egalitarian(TrainConfig())(model.parameters())
+    Egalitarian(model, TrainConfig())()
     assert torch.equal(model[1].weight.grad, torch.zeros(3, 7))
 
 
@@ -130,7 +130,7 @@ def test_normalize_lr_divides_every_lr_by_one_plus_lambda(tiny_config, tmp_path)
     assert lr_scale(FilterConfig(kind="ema", amplify=2.0)) == 1.0  # off by default
     assert lr_scale(FilterConfig(kind="none", amplify=2.0, normalize_lr=True)) == 1.0  # no filter, no gain
     model = Transformer(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32), 10, 4)
-    opt = make_optimizer(model, TrainConfig(lr=0.3, muon_lr=0.1, optimizer="muon"), lr_scale=0.5)
+    opt = make_optimizer(model, TrainConfig(lr=0.3, optimizer="muon"), 0.5, AcceleratorConfig(muon_lr=0.1))
     assert [g["lr"] for g in opt.param_groups] == [0.15, 0.15, 0.05]
     switches = ("filter.kind=ema", "filter.amplify=3", "filter.normalize_lr=true", "train.optimizer=muon")
     cfg = tiny_config(*switches, "train.schedule='constant'")
@@ -172,18 +172,35 @@ def test_config_choices_are_the_registries_names(cls, field, table):
     assert getattr(cls(), field) == next(iter(table))  # the default is the table's first (plain) entry
 
 
-@pytest.mark.parametrize("name", list(GRAD_TRANSFORMS))
-def test_every_grad_transform_is_complete(name):
-    kind = GRAD_TRANSFORMS[name]
+GRADIENT_METHODS = [(FilterConfig(kind=name), FILTERS[name]) for name in FILTERS] + [
+    (TrainConfig(grad_transform=name), GRAD_TRANSFORMS[name]) for name in GRAD_TRANSFORMS
+]
+
+
+@pytest.mark.parametrize(("cfg", "kind"), GRADIENT_METHODS, ids=[f"{c.__class__.__name__}-{k.__name__}"
+                                                                   for c, k in GRADIENT_METHODS])
+def test_every_gradient_method_keeps_the_one_contract(cfg, kind):
+    """Grokfast's filters and the gradient transforms: one base class, built from (model, section), called with
+    no arguments, their state restored into a fresh instance gives the same next gradients."""
     assert issubclass(kind, GradTransform)
-    assert name == "none" or (kind.__call__ is not GradTransform.__call__ and len(kind.__doc__ or "") > 20)
-    assert name == "none" or len(typing.cast(str, __import__(kind.__module__, fromlist=["_"]).__doc__)) > 200
+    if kind is not GradTransform:
+        assert kind.__call__ is not GradTransform.__call__ and len(kind.__doc__ or "") > 20
+        assert len(typing.cast(str, __import__(kind.__module__, fromlist=["_"]).__doc__)) > 200
     model = nn.Linear(4, 3)
-    random_grads(model)
-    transform = kind(TrainConfig())
-    transform(model.parameters())
+    transform = kind(model, cfg)
+    for seed in range(3):
+        random_grads(model, seed)
+        transform()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
-    transform.load_state_dict(transform.state_dict())
+    restored = kind(model, cfg)
+    restored.load_state_dict({k: v.clone() for k, v in transform.state_dict().items()})  # as from a checkpoint
+    random_grads(model, 9)
+    transform()
+    expected = [p.grad.clone() for p in model.parameters()]
+    random_grads(model, 9)
+    restored()
+    for p, want in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
@@ -277,8 +294,10 @@ def test_each_method_resumes_bit_exactly(tiny_config, tmp_path, method):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["train.muon_lr=0"], "train.muon_lr=0.0 must be > 0"),
-        (["train.muon_lr=-0.02"], "train.muon_lr=-0.02 must be > 0"),
+        (["accelerator.muon_lr=0"], "accelerator.muon_lr=0.0 must be > 0"),
+        (["train.muon_lr=-0.02"], "accelerator.muon_lr=-0.02 must be > 0"),  # its old name reads as the new
+        (["accelerator.muon_lr=0.01", "train.muon_lr=0.02"], "train.muon_lr=0.02 and accelerator.muon_lr=0.01 disa"),
+        (["accelerator.muon_rate=0.01"], "unknown key accelerator.muon_rate; valid keys in"),
         (["train.grad_transform='sgd'"], "train.grad_transform='sgd' is not one of none, orthograd, egd"),
         (["train.loss='sparsemax'"], "train.loss='sparsemax' is not one of softmax, stablemax"),
         (["train.optimizer='lion'"], "train.optimizer='lion' is not one of adamw, adam, muon"),

@@ -16,7 +16,8 @@ from groklab.cli import main
 from groklab.errors import UserError
 from groklab.tasks import TASKS, TaskSpec
 
-CORE = {"model": config.ModelConfig, "train": config.TrainConfig, "filter": config.FilterConfig}
+CORE = {"model": config.ModelConfig, "train": config.TrainConfig, "filter": config.FilterConfig,
+        "accelerator": config.AcceleratorConfig}
 
 
 def section_classes(task: str) -> dict[str, type]:
@@ -64,7 +65,7 @@ def one_line_error(raw: dict) -> str:
 
 
 def test_every_section_has_float_and_choice_fields_to_check():
-    assert {s for _, s, _, _ in FLOATS} == {"data", "model", "train", "filter"}
+    assert {s for _, s, _, _ in FLOATS} == {"data", "model", "train", "filter", "accelerator"}
     assert {s for _, s, _, _ in LITERALS} == {"data", "model", "train", "filter"}
     assert ("modular", "data", "operation") in {c[:3] for c in LITERALS}
 
@@ -180,7 +181,7 @@ def test_dotted_keys():
 def test_unknown_keys_name_the_valid_ones():
     with pytest.raises(UserError, match=r"^unknown key model\.n_layer; valid keys in \[model\]: activation, d_mlp"):
         config.load("demo", ["model.n_layer=3"])
-    with pytest.raises(UserError, match=r"^unknown key optim; valid keys at a config's top level: data, filter"):
+    with pytest.raises(UserError, match=r"^unknown key optim; valid keys at a config's top level: accelerator, data, filter"):
         config.from_dict({"data": {"task": "composition"}, "optim": {}})
 
 
@@ -236,3 +237,43 @@ def test_a_folder_without_config_json_is_named(tmp_path: Path):
 def test_every_shipped_preset_loads_and_validates(preset):
     cfg = config.load(preset)
     assert cfg.data.task in TASKS and cfg.train.steps > 0
+
+
+# --- committed records keep loading ------------------------------------------------------------------------
+RUNS = Path(__file__).parents[1] / "docs" / "runs"
+BENCHMARK = "benchmark.json"  # a benchmark's folder: its seeds' config.json are the benchmark's, not a run's
+
+
+def committed_configs() -> list[Path]:
+    return sorted(RUNS.rglob(config.RUN_CONFIG))
+
+
+def test_every_committed_run_config_still_loads():
+    """Every docs/runs/**/config.json trains again from its record: keys that moved since it was written
+    (`train.muon_lr` → `accelerator.muon_lr`) are read under their new name, with the same value."""
+    paths = committed_configs()
+    assert len(paths) > 300, "docs/runs/ should hold the committed runs"
+    loaded = 0
+    for path in paths:
+        raw = json.loads(path.read_text())
+        if any((folder / BENCHMARK).is_file() for folder in path.parents if RUNS in folder.parents):
+            assert "benchmark" in raw, path  # a benchmark's own settings, not a run config
+            continue
+        cfg = config.load(str(path))
+        assert cfg.data.task == raw["data"]["task"], path
+        if "muon_lr" in raw.get("train", {}):
+            assert cfg.accelerator.muon_lr == raw["train"]["muon_lr"], path
+        loaded += 1
+    assert loaded > 300
+
+
+def test_a_moved_key_reads_under_its_new_name_everywhere():
+    old = {"data": {"task": "modular"}, "train": {"muon_lr": 0.04, "optimizer": "muon"}}
+    cfg = config.from_dict(old)
+    assert cfg.accelerator.muon_lr == 0.04
+    assert "muon_lr" not in cfg.to_dict()["train"] and cfg.to_dict()["accelerator"]["muon_lr"] == 0.04
+    assert old["train"]["muon_lr"] == 0.04  # the caller's dict is left as it was
+    assert config.load("demo", ["train.muon_lr=0.03"]).accelerator.muon_lr == 0.03  # --set, sweep grids alike
+    with pytest.raises(UserError, match="train.muon_lr=0.04 and accelerator.muon_lr=0.01 disagree; keep only"):
+        config.from_dict(old | {"accelerator": {"muon_lr": 0.01}})
+

@@ -4,10 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+from groklab.accelerators import make_filter
 from groklab.config import FilterConfig, TrainConfig
 from groklab.errors import UserError
 from groklab.grokking import detect_grokking
-from groklab.optim import lr_factor, make_filter
+from groklab.optim import lr_factor
 from groklab.schedule import log_spaced_steps
 
 

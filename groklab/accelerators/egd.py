@@ -20,10 +20,7 @@ resuming a run is bit-exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
-from torch import nn
 
 from groklab.accelerators.base import GradTransform
 
@@ -41,7 +38,7 @@ class Egalitarian(GradTransform):
     """`train.grad_transform = "egd"`: each weight matrix's gradient replaced by U Vᵀ of its SVD."""
 
     @torch.no_grad()
-    def __call__(self, params: Iterable[nn.Parameter]) -> None:
-        for p in params:
+    def __call__(self) -> None:
+        for p in self.params.values():
             if p.grad is not None and p.ndim == 2:
                 p.grad.copy_(orthogonalize(p.grad))

@@ -8,7 +8,7 @@ accepts only 2-D parameters. As its authors prescribe, it gets the hidden layers
 unembedding, LayerNorms and biases go to AdamW with the usual groups. Tveit et al. (2025, "Muon optimizer
 accelerates grokking") report the mean grokking epoch falling from 153 to 103 (−33%) against AdamW.
 
-Settings: Muon's lr is `train.muon_lr` (0.02, Jordan's default: its updates have unit singular values, so
+Settings: Muon's lr is `accelerator.muon_lr` (0.02, Jordan's default: its updates have unit singular values, so
 AdamW's 1e-3 would be a ~20× smaller step); momentum 0.95 with Nesterov and torch's "original" shape factor
 (torch's defaults, which are Jordan's). Weight decay is `train.weight_decay`, decoupled as in AdamW
 (θ ← (1 − lr·wd)·θ) but at Muon's lr: per update the matrices shrink muon_lr / lr times (20× at the defaults)

@@ -16,10 +16,7 @@ resuming a run is bit-exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
-from torch import nn
 
 from groklab.accelerators.base import GradTransform
 
@@ -30,8 +27,8 @@ class OrthoGrad(GradTransform):
     """`train.grad_transform = "orthograd"`: each tensor's gradient projected orthogonal to its weights."""
 
     @torch.no_grad()
-    def __call__(self, params: Iterable[nn.Parameter]) -> None:
-        for p in params:
+    def __call__(self) -> None:
+        for p in self.params.values():
             if p.grad is None:
                 continue
             w, g = p.detach().reshape(-1), p.grad.reshape(-1)
