@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from groklab import config
+from groklab import config, held_out
 from groklab.errors import UserError
 from groklab.runs import CONFIG, SUMMARY, read_json, write_text
 
@@ -66,6 +66,7 @@ class Claim:
     group_by: str | None = None
     baseline: str | None = None
     pending: str | None = None
+    seeds: held_out.Seeds = held_out.Seeds()  # tuning_seeds, held_out_seeds, ...: groklab/held_out.py
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def parse_claim(entry: dict, where: str) -> Claim:
     with config.within(where):
         if not isinstance(entry, dict):
             raise UserError("is not a table; write each row as [[claim]] with keys below it")
-        config.refuse_unknown(entry, REQUIRED + OPTIONAL, "in [[claim]]")
+        config.refuse_unknown(entry, REQUIRED + OPTIONAL + held_out.KEYS, "in [[claim]]")
         missing = [k for k in REQUIRED if k not in entry]
         if missing:
             raise UserError(f"missing key {missing[0]}; every [[claim]] needs {', '.join(REQUIRED)}")
@@ -187,7 +188,8 @@ def parse_claim(entry: dict, where: str) -> Claim:
                     f"measure {path!r} must name a JSON file inside the run folder and a path in it, "
                     'e.g. "analysis/tree-projection-gen.json:checkpoints.-1.t_score"'
                 )
-        return Claim(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items() if k not in held_out.KEYS}
+        return Claim(**fields, seeds=held_out.parse(entry))
 
 
 def glob_folders(root: Path, claim: Claim) -> dict[str, list[Path]]:
@@ -354,6 +356,21 @@ def first_difference(old: str, new: str) -> str:
     return line[:80] if line is not None else "(a row added or removed)"
 
 
+def check_seeds(claims: list[Claim], docs: Path) -> None:
+    """The held-out protocol (groklab/held_out.py) over every claim: one UserError listing each violation on a
+    line of its own."""
+    root = docs / "runs"
+    problems = []
+    for i, claim in enumerate(claims):
+        folders = [] if claim.pending is not None else run_folders(glob_folders(root, claim))
+        name = f"[[claim]] {i + 1} ({claim.claim[:40]}…)"
+        pending = claim.pending is not None
+        problems += held_out.check(name, claim.seeds, folders, docs.resolve().parent, root, pending)
+    if problems:
+        raise UserError(f"{len(problems)} violation(s) of the held-out protocol in {docs / 'claims.toml'} "
+                        "(groklab/held_out.py):\n" + "\n".join(problems))
+
+
 def rebuild(docs: Path, check: bool = False) -> str:
     """Rebuild (or, with `check`, compare) the claims table of docs/results.md; returns a line to print."""
     results = docs / "results.md"
@@ -369,6 +386,7 @@ def rebuild(docs: Path, check: bool = False) -> str:
                 f"{results}'s claims table differs from what {docs / 'runs'} gives (first differing line: "
                 f"{first_difference(old.split(BEGIN)[1], new.split(BEGIN)[1])!r}); run `groklab claims` and commit"
             )
+        check_seeds(claims, docs)
         return f"{results}: the claims table is up to date ({len(claims)} claims, {pending} pending)"
     if new == old:
         return f"{results}: the claims table was already up to date ({len(claims)} claims, {pending} pending)"

@@ -36,6 +36,9 @@ runs = ["demo-regime/*"]
 measure = ["fit_step", "grok_step", "final.ood_atomic", "final_groups.test_inferred_ood/acc_eq"]
 baseline = "no_information.test_inferred_ood"
 verdict = "reproduced"
+tuning_seeds = [0]
+held_out_seeds = []
+seeds_note = "synthetic runs, all at seed 0"
 """
 
 
