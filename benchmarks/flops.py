@@ -42,7 +42,7 @@ def answer_layer_flops(d: int, m: int, n_pos: int) -> dict[str, int]:
 def forward_flops(cfg: ModelConfig, d_vocab: int, n_pos: int, answer_only: bool) -> dict[str, int]:
     """Forward FLOPs for one sequence by part: matmul (projections, MLP), attention, unembed."""
     d, m = cfg.d_model, cfg.d_mlp
-    dense_layers = cfg.n_layers - 1 if answer_only else cfg.n_layers
+    dense_layers = cfg.depth - 1 if answer_only else cfg.depth
     parts = [layer_flops(d, m, n_pos)] * dense_layers
     if answer_only:
         parts.append(answer_layer_flops(d, m, n_pos))

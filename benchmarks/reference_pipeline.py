@@ -44,7 +44,7 @@ def gpt2(cfg: ModelConfig, d_vocab: int, n_pos: int, device: torch.device, offse
         vocab_size=offset + d_vocab,
         n_positions=n_pos,
         n_embd=cfg.d_model,
-        n_layer=cfg.n_layers,
+        n_layer=cfg.depth,
         n_head=cfg.n_heads,
         n_inner=cfg.d_mlp,
         activation_function="gelu_new",

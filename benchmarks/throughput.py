@@ -140,7 +140,7 @@ def measure_config(cfg: config.RunConfig, args: argparse.Namespace, peaks: dict[
             rows += [measure_hf(trainer, args.reference_steps, peaks, off) for off in (ref.GPT2_VOCAB, 0)]
         n_params = sum(p.numel() for p in trainer.model.parameters())
         n_probes = len(trainer.evaluate.all)
-    shape = (cfg.model.n_layers, cfg.model.d_model)
+    shape = (cfg.model.depth, cfg.model.d_model)
     return {"label": f"{shape[0]}×{shape[1]}", "shape": shape, "params": n_params, "probes": n_probes, "rows": rows}
 
 

@@ -30,19 +30,39 @@ RUN_CONFIG = "config.json"  # the fully resolved config a run folder keeps; a ru
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Decoder-only GPT-2-style transformer (Wang et al. §5 preset: 8 layers, 768 wide, 12 heads)."""
+    """Decoder-only GPT-2-style transformer (Wang et al. §5 preset: 8 layers, 768 wide, 12 heads).
 
-    n_layers: int = 4
+    Depth and parameter sharing: the model holds a block of `n_layers` distinct layers and applies it `loops`
+    times with the same weights, so it is `depth = n_layers × loops` layers deep and depth l runs layer
+    l % n_layers. loops = 1 is the plain model; Wang et al.'s App. E.2 sharing (4 blocks applied twice) is
+    n_layers = 4, loops = 2; Kohli et al.'s looped model (a block of 4 GPT-2 layers × 4 loops) n_layers = 4,
+    loops = 4. Hook names, the logit lens, causal tracing and the export count layers by depth, so every loop
+    has its own. Configs written before `loops` existed said `n_unique_blocks = k` with `n_layers` the depth;
+    `migrate_model` reads them as n_layers = k, loops = depth / k (the same parameters and forward pass).
+    """
+
+    n_layers: int = 4  # distinct layers in the block (the depth when loops = 1)
     d_model: int = 64
     n_heads: int = 4
     d_mlp: int = 256
-    n_unique_blocks: int = 0  # parameter sharing (App. E.2): 0 = no sharing; else block l is blocks[l % n]
+    loops: int = 1  # r: times the block is applied, with shared weights (Kohli et al. 2026: r = 4)
+    # re-add the embeddings (token + position, the state that enters the first layer) to the residual stream at
+    # the start of every loop after the first ("input injection" of looped transformers, e.g. Yang et al. ICLR
+    # 2024, Geiping et al. 2025); Kohli et al. and Wang et al. loop without it
+    inject_input: bool = False
+    # zero-initialise each layer's output projections (attn.out, mlp.proj: weights and biases), so every layer
+    # is the identity on the residual stream at init and a deep or looped stack starts as a shallow one
+    zero_init_out: bool = False
     tie_embeddings: bool = True
     dropout: float = 0.0
     # gpt2: N(0, 0.02) with scaled residual projections (Wang et al.'s GPT-2); torch: PyTorch's defaults
     # (embeddings N(0, 1), nn.MultiheadAttention's in-projection) as in Grokfast's and Power et al.'s code.
     # Classic grokking depends on the large initial weight norm of the latter.
     init: Literal["gpt2", "torch"] = "gpt2"
+    # Omnigrok's lever (Liu et al., ICLR 2023): every weight matrix and embedding is multiplied by this after `init`.
+    # A larger initial norm lets the model memorise first; decoupled weight decay then shrinks the norm by a
+    # factor e every 1/(lr·wd) updates until it reaches the generalising zone, so the scale sets the plateau.
+    init_scale: float = 1.0
     # pre_ln: x + attn(ln1(x)) (GPT-2); normed: the residual stream continues from ln1(x), i.e.
     # h = ln1(x); h + attn(h) — the block of Grokfast's (and Power et al.'s minimal) code.
     residual: Literal["pre_ln", "normed"] = "pre_ln"
@@ -53,25 +73,22 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     @property
-    def n_blocks(self) -> int:
-        """Number of distinct blocks holding parameters."""
-        return self.n_unique_blocks or self.n_layers
+    def depth(self) -> int:
+        """Layers applied in a forward pass: the block's n_layers, `loops` times."""
+        return self.n_layers * self.loops
 
     def validate(self) -> None:
-        for name in ("n_layers", "d_model", "n_heads", "d_mlp"):
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "loops"):
             if getattr(self, name) < 1:
                 raise UserError(f"model.{name}={getattr(self, name)} must be >= 1")
         if self.d_model % self.n_heads:
             raise UserError(
                 f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; change one of them"
             )
-        if self.n_unique_blocks < 0 or (self.n_unique_blocks and self.n_layers % self.n_unique_blocks):
-            raise UserError(
-                f"model.n_unique_blocks={self.n_unique_blocks} must be 0 (no sharing) or divide "
-                f"model.n_layers={self.n_layers}"
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.init_scale <= 0:
+            raise UserError(f"model.init_scale={self.init_scale} must be > 0 (1 = the init's own scale)")
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,10 @@ class TrainConfig:
     # accelerators (groklab/accelerators/): a gradient transform after the filter, before clipping; the training loss
     grad_transform: Literal["none", "orthograd", "egd"] = "none"
     loss: Literal["softmax", "stablemax"] = "softmax"  # probes' <probe>/loss stays softmax cross-entropy
+    # ε of label smoothing in the training loss (Szegedy et al. 2016; Kohli et al. use 0.1): the target is
+    # (1 − ε)·one-hot + ε/vocab; probes' <probe>/loss stays plain cross-entropy. Softmax loss only.
+    label_smoothing: float = 0.0
+    adam_eps: float = 1e-8  # ε of Adam/AdamW's denominator √v + ε (torch's default)
     weight_decay: float = 0.1  # not applied to LayerNorm weights or biases (paper's AdamW groups) ...
     decay_all: bool = False  # ... unless true: every parameter decayed (Grokfast's code)
     warmup_steps: int = 200  # linear warm-up, then `schedule`
@@ -169,6 +190,13 @@ class TrainConfig:
         for name in ("fit_threshold", "grok_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 raise UserError(f"train.{name}={getattr(self, name)} must be in (0, 1]")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1), e.g. 0.1")
+        if self.label_smoothing and self.loss != "softmax":
+            raise UserError(f"train.label_smoothing={self.label_smoothing:g} is implemented for train.loss='softmax' "
+                            f"only, not {self.loss!r}; set train.label_smoothing=0 or train.loss='softmax'")
+        if self.adam_eps <= 0:
+            raise UserError(f"train.adam_eps={self.adam_eps} must be > 0, e.g. the default 1e-8")
 
 
 @dataclass(frozen=True)
@@ -384,7 +412,7 @@ def from_dict(raw: dict) -> RunConfig:
         raise UserError('config has no data.task; set it, e.g. data.task = "composition"')
     config = RunConfig(
         data=build(_task_config_class(data["task"]), data, "data"),
-        model=build(ModelConfig, raw.get("model", {}), "model"),
+        model=build(ModelConfig, migrate_model(raw.get("model", {})), "model"),
         train=build(TrainConfig, raw.get("train", {}), "train"),
         filter=build(FilterConfig, raw.get("filter", {}), "filter"),
         accelerator=build(AcceleratorConfig, raw.get("accelerator", {}), "accelerator"),
@@ -415,6 +443,37 @@ def migrate_moved(raw: dict) -> dict:
                 raise UserError(f"{section}.{name}={format_value(value)} and {target}.{name}="
                                 f"{format_value(table[name])} disagree; keep only {target}.{name} (its new name)")
             table[name] = value
+    return out
+
+
+# keys that older configs wrote and `from_dict` still reads, translating them (sweep files may sweep them too)
+LEGACY_KEYS = {"model": ("n_unique_blocks",), "train": tuple(MOVED["train"])}
+
+
+def migrate_model(values: Any) -> Any:
+    """A [model] table with the sharing key of configs older than `model.loops` translated: `n_unique_blocks = k`
+    (0 = no sharing) with `n_layers = L` meant depth l runs block l % k, i.e. a block of k layers looped L / k
+    times: n_layers = k, loops = L / k. The model then has the same parameters (blocks.0 .. blocks.{k-1}), init
+    and forward pass, so committed runs, their checkpoints and warm starts stay valid. It is translated wherever
+    it is read (a run's config.json, TOML, --set, a sweep's grid) rather than refused, because committed sweep
+    files name their run folders by it (`seed=0,n_unique_blocks=2`) and must still resume and recognise them;
+    the resolved config a run writes never holds it."""
+    if not isinstance(values, dict) or "n_unique_blocks" not in values:
+        return values
+    out = dict(values)
+    k = out.pop("n_unique_blocks")
+    depth = out.get("n_layers", ModelConfig.n_layers)
+    fix = "write the block's layers as model.n_layers and the repeats as model.loops instead"
+    if type(k) is not int or k < 0:
+        raise UserError(f"model.n_unique_blocks={format_value(k)} must be an int >= 0; {fix}")
+    if out.get("loops", 1) != 1:
+        raise UserError(f"model.n_unique_blocks={k} and model.loops both set sharing; remove model.n_unique_blocks "
+                        f"(model.loops repeats the block of model.n_layers layers)")
+    if k == 0:
+        return out
+    if type(depth) is not int or depth % k:
+        raise UserError(f"model.n_unique_blocks={k} must divide model.n_layers={format_value(depth)}; {fix}")
+    out["n_layers"], out["loops"] = k, depth // k
     return out
 
 

@@ -7,8 +7,9 @@ The folder holds `model.safetensors` + `config.json` (loads with `GPT2LMHeadMode
 with TransformerLens 4's `TransformerBridge.boot_transformers(DIR)`), a word-level tokenizer over the run's own
 vocabulary (`tokenizer.json`: one id per token string, ids equal ours) and `groklab.json` (which run and step).
 Our model already follows GPT-2's conventions, so the export is a renaming plus transposes: GPT-2 stores its
-linear layers as Conv1D, weight [in, out]. Shared blocks (model.n_unique_blocks) become one copy per depth,
-since GPT-2 has no parameter sharing.
+linear layers as Conv1D, weight [in, out]. A looped model (model.loops > 1) is unrolled: its block's layers are
+written once per loop (`depth` GPT-2 layers, weights repeated), since GPT-2 has no parameter sharing; input
+injection (model.inject_input) has no GPT-2 equivalent and is refused.
 
 The exported context is one position longer than the run's inputs (`n_positions = n_ctx + 1`): servers such as
 `transformers serve` (>= 5.25) count prompt *and* answer against it and refuse a full-length prompt otherwise.
@@ -45,6 +46,11 @@ def check_exportable(cfg: config.ModelConfig) -> None:
             "from ln_1(x)), so this run cannot be exported; export a run trained with model.residual='pre_ln' "
             "(the default)"
         )
+    if cfg.inject_input and cfg.loops > 1:
+        raise UserError(
+            "model.inject_input=true re-adds the embeddings at every loop, which GPT-2 cannot express, so this run "
+            "cannot be exported; export a run trained with model.inject_input=false (the default)"
+        )
 
 
 def gpt2_config(cfg: config.ModelConfig, d_vocab: int, n_positions: int) -> dict:
@@ -53,7 +59,7 @@ def gpt2_config(cfg: config.ModelConfig, d_vocab: int, n_positions: int) -> dict
         "vocab_size": d_vocab,
         "n_positions": n_positions,
         "n_embd": cfg.d_model,
-        "n_layer": cfg.n_layers,  # shared blocks are written out once per depth
+        "n_layer": cfg.depth,  # the loops unrolled: the block's layers written out once per loop
         "n_head": cfg.n_heads,
         "n_inner": cfg.d_mlp,
         "activation_function": GPT2_ACTIVATIONS[cfg.activation],
@@ -84,7 +90,7 @@ def gpt2_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     }
     if not model.cfg.tie_embeddings:
         sd["lm_head.weight"] = model.unembed.weight
-    for depth in range(model.cfg.n_layers):
+    for depth in range(model.cfg.depth):
         block, h = model.block_at(depth), f"transformer.h.{depth}"
         linears = {"attn.c_attn": block.attn.qkv, "attn.c_proj": block.attn.out, "mlp.c_fc": block.mlp.fc}
         linears["mlp.c_proj"] = block.mlp.proj

@@ -1,9 +1,11 @@
 """Run a model with a cache of residual-stream states, or with some states replaced (activation patching).
 
 One generic function, `run_with_hooks`; caching and patching are thin variants of it. Hook names follow
-TransformerLens (`blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_post`, ...), indexed by depth.
-science.md §6 notation: S[i, pos] = residual stream after i blocks = `blocks.{i-1}.hook_resid_post` (i >= 1),
-`blocks.0.hook_resid_pre` for i = 0 (the embeddings).
+TransformerLens (`blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_post`, ...), indexed by depth l = 0 ..
+`model.cfg.depth` − 1, so in a looped model (`model.loops`) every loop has its own.
+science.md §6 notation: S[i, pos] = residual stream after i layers = `blocks.{i-1}.hook_resid_post` (i >= 1),
+`blocks.0.hook_resid_pre` for i = 0 (the embeddings). With input injection (`model.inject_input`) the embeddings
+are re-added after S[i] at a loop's end, so patching S[i] keeps the injection that follows.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -71,9 +72,20 @@ class DeviceSplit:
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits [N, vocab], targets [N]) -> mean loss
 
 
-def answer_loss(logits: Tensor, answers: Tensor) -> Tensor:
+def answer_loss(logits: Tensor, answers: Tensor, label_smoothing: float = 0.0) -> Tensor:
     # float64 log-softmax: float32 saturates near zero loss and makes late-training spikes (Nanda et al. 2023)
-    return F.cross_entropy(logits.double(), answers)
+    return F.cross_entropy(logits.double(), answers, label_smoothing=label_smoothing)
+
+
+def label_smoothed(loss: LossFn, label_smoothing: float) -> LossFn:
+    """The training loss with train.label_smoothing ε: (1 − ε)·CE(answer) + ε·mean over the vocabulary of
+    CE(token), i.e. cross-entropy against (1 − ε)·one-hot + ε/vocab (torch's definition). Only the softmax loss
+    has it (TrainConfig.validate refuses ε > 0 with another loss); probes' losses stay plain cross-entropy."""
+    if not label_smoothing:
+        return loss
+    if loss is not answer_loss:
+        raise ValueError("label smoothing is implemented for the softmax cross-entropy (metrics.answer_loss) only")
+    return partial(answer_loss, label_smoothing=label_smoothing)
 
 
 def training_loss(model: Transformer, batch: DeviceSplit, autocast, loss: LossFn = answer_loss) -> Tensor:

@@ -1,8 +1,9 @@
 """Decoder-only transformer (GPT-2 conventions: pre-LayerNorm, learned positions, tanh-GELU, tied embeddings).
 
-The model knows nothing about tasks. Residual-stream states have TransformerLens-style hook names
-(`hook_embed`, `blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_post`, ...) indexed by *depth*, so that
-with parameter sharing (one block applied at several depths) every depth still has its own hook point.
+The model knows nothing about tasks. It holds a block of `cfg.n_layers` layers and applies it `cfg.loops`
+times with shared weights (`cfg.depth` layers in all; loops = 1 is the plain model). Residual-stream states
+have TransformerLens-style hook names (`hook_embed`, `blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_post`,
+...) indexed by *depth* l = 0 .. depth − 1, so every loop has its own hook points.
 A hook is a function `(tensor, name) -> tensor | None`; returning a tensor replaces the state (patching).
 """
 
@@ -135,7 +136,7 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(d_vocab, cfg.d_model)
         self.pos_embed = nn.Embedding(n_ctx, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))  # one loop's layers
         self.ln_final = nn.LayerNorm(cfg.d_model)
         self.unembed = nn.Linear(cfg.d_model, d_vocab, bias=False)
         if cfg.tie_embeddings:
@@ -143,13 +144,22 @@ class Transformer(nn.Module):
         if cfg.init == "gpt2":
             self.apply(self._init_gpt2)
             for name, param in self.named_parameters():
-                if name.endswith(("attn.out.weight", "mlp.proj.weight")):  # GPT-2's scaled residual init
-                    nn.init.normal_(param, std=INIT_STD / math.sqrt(2 * cfg.n_layers))
+                if name.endswith(("attn.out.weight", "mlp.proj.weight")):  # GPT-2's scaled residual init, by the
+                    nn.init.normal_(param, std=INIT_STD / math.sqrt(2 * cfg.depth))  # layers the stream passes
         else:  # PyTorch defaults, with the in-projection as nn.MultiheadAttention initialises it
             for block in self.blocks:
                 nn.init.xavier_uniform_(block.attn.qkv.weight)
                 nn.init.zeros_(block.attn.qkv.bias)
                 nn.init.zeros_(block.attn.out.bias)
+        if cfg.zero_init_out:  # every layer adds 0 to the residual stream at init: the identity
+            for block in self.blocks:
+                for linear in (block.attn.out, block.mlp.proj):
+                    nn.init.zeros_(linear.weight)
+                    nn.init.zeros_(linear.bias)
+        if cfg.init_scale != 1.0:
+            with torch.no_grad():
+                for param in matrices(self):
+                    param.mul_(cfg.init_scale)
 
     @staticmethod
     def _init_gpt2(module: nn.Module) -> None:
@@ -159,19 +169,32 @@ class Transformer(nn.Module):
             nn.init.zeros_(module.bias)
 
     def block_at(self, depth: int) -> Block:
-        """The block applied at `depth` (shared blocks repeat: depth l uses blocks[l % n_unique])."""
+        """The layer applied at `depth`: loop depth // n_layers runs blocks[depth % n_layers]."""
         return self.blocks[depth % len(self.blocks)]
+
+    def injects(self, depth: int) -> bool:
+        """Whether the embeddings are re-added before `depth` (model.inject_input: each loop after the first)."""
+        return self.cfg.inject_input and depth > 0 and depth % self.cfg.n_layers == 0
 
     def residual(
         self,
         tokens: Tensor,
         hooks: dict[str, Hook] | None = None,
-        n_layers: int | None = None,
+        depth: int | None = None,
         pos_offset: Tensor | None = None,
     ) -> Tensor:
-        """Residual stream [batch, pos, d_model] after the first `n_layers` layers (all by default; before
+        """Residual stream [batch, pos, d_model] after the first `depth` layers (all by default; before
         ln_final). `pos_offset` [batch] shifts each row's position ids: a span cut out of a sentence keeps
         the positions it had there (tree projections run spans with attention restricted to them)."""
+        x, _ = self._run(tokens, hooks, self.cfg.depth if depth is None else depth, pos_offset)
+        return x
+
+    def _run(
+        self, tokens: Tensor, hooks: dict[str, Hook] | None, depth: int, pos_offset: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(residual stream after `depth` layers, the embeddings): the embeddings are what input injection
+        re-adds, after the hook of the last layer's resid_post and before the next loop's resid_pre, so
+        patching S[i] (a resid_post) keeps the injection that follows it."""
         n_pos = tokens.shape[1] + (0 if pos_offset is None or not len(pos_offset) else int(pos_offset.max()))
         if n_pos > self.n_ctx:
             raise ValueError(f"input reaches position {n_pos}; the model's n_ctx is {self.n_ctx}")
@@ -179,12 +202,14 @@ class Transformer(nn.Module):
         if pos_offset is not None:
             pos = pos[None, :] + pos_offset[:, None]
         x = _hooked(self.embed(tokens), "hook_embed", hooks)
-        x = self.drop(x + _hooked(self.pos_embed(pos), "hook_pos_embed", hooks))
-        for depth in range(self.cfg.n_layers if n_layers is None else n_layers):
-            x = _hooked(x, f"blocks.{depth}.hook_resid_pre", hooks)
-            x = self.block_at(depth)(x, depth, hooks)
-            x = _hooked(x, f"blocks.{depth}.hook_resid_post", hooks)
-        return x
+        embedded = x = self.drop(x + _hooked(self.pos_embed(pos), "hook_pos_embed", hooks))
+        for layer in range(depth):
+            if self.injects(layer):
+                x = x + embedded
+            x = _hooked(x, f"blocks.{layer}.hook_resid_pre", hooks)
+            x = self.block_at(layer)(x, layer, hooks)
+            x = _hooked(x, f"blocks.{layer}.hook_resid_post", hooks)
+        return x, embedded
 
     def forward(self, tokens: Tensor, positions: Tensor | None = None, hooks: dict[str, Hook] | None = None) -> Tensor:
         if positions is None:
@@ -192,16 +217,24 @@ class Transformer(nn.Module):
         rows = torch.arange(len(tokens), device=tokens.device)
         if hooks:  # every hook point at every position
             return self.unembed(self.ln_final(self.residual(tokens, hooks)[rows, positions]))
-        last = self.cfg.n_layers - 1
-        x = self.residual(tokens, n_layers=last)
+        last = self.cfg.depth - 1
+        x, embedded = self._run(tokens, None, last)
+        if self.injects(last):
+            x = x + embedded
         return self.unembed(self.ln_final(self.block_at(last).forward_answer(x, rows, positions)))
 
     def hook_names(self) -> list[str]:
         names = ["hook_embed", "hook_pos_embed"]
-        for depth in range(self.cfg.n_layers):
+        for depth in range(self.cfg.depth):
             names += [f"blocks.{depth}.hook_{n}" for n in ("resid_pre", "attn_out", "resid_mid", "mlp_out")]
             names.append(f"blocks.{depth}.hook_resid_post")
         return names
+
+
+def matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The weight matrices and embeddings (each tied or shared one once): what `init_scale` scales and what
+    `weights/matrix_norm` measures; LayerNorm gains and biases are left out."""
+    return [p for name, p in model.named_parameters() if p.dim() >= 2]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -51,6 +51,7 @@ def make_adam(
         [g for g in groups if g["params"]],
         lr=cfg.lr * lr_scale,
         betas=cfg.betas,
+        eps=cfg.adam_eps,
         fused=fused or None,
         foreach=None if fused else True,
     )

@@ -102,6 +102,9 @@ def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], 
                     method = run["overrides"].get(METHOD)  # a sweep's [methods]: the run's method by name
                     if method is not None:
                         result = replace(result, config={METHOD: method} | result.config)
+                    # a swept key the config now reads under other names (config.LEGACY_KEYS): the sweep's own value
+                    legacy = {k: v for k, v in run["overrides"].items() if k not in result.config}
+                    result = replace(result, config=result.config | legacy) if legacy else result
                     results.append(result)
                 else:
                     missing.append(run["name"])

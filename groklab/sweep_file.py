@@ -122,7 +122,7 @@ def check_key(key: str, table: str, path: Path, task: Any) -> None:
     with config.within(f"{path}: [{table}] "):
         section, name = config.split_key(key)
         if section in classes:
-            known = (f.name for f in dataclasses.fields(classes[section]))
+            known = [f.name for f in dataclasses.fields(classes[section])] + list(config.LEGACY_KEYS.get(section, ()))
             config.refuse_unknown([name], known, f"in [{section}]", f"{section}.")
 
 

@@ -23,7 +23,7 @@ from groklab import checkpoint, config, runs, trackers, warm_start
 from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics, make_filter
 from groklab.errors import UserError
 from groklab.grokking import summarize
-from groklab.metrics import DeviceSplit, ProbeEvaluator, training_loss
+from groklab.metrics import DeviceSplit, ProbeEvaluator, label_smoothed, training_loss
 from groklab.model import Transformer
 from groklab.optim import lr_factor, lr_scale, make_optimizer
 from groklab.schedule import log_spaced_steps
@@ -142,7 +142,7 @@ class Trainer:
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]  # what the schedule multiplies
         self.filter = make_filter(self.model, cfg.filter)
         self.grad_transform = GRAD_TRANSFORMS[tcfg.grad_transform](self.model, tcfg)
-        self.loss = LOSSES[tcfg.loss]
+        self.loss = label_smoothed(LOSSES[tcfg.loss], tcfg.label_smoothing)
         self.autocast = make_autocast(tcfg, self.device)
         self.train_split = DeviceSplit.from_split(data.train, data.n_ctx, self.device)
         self.batches = Batches(len(data.train), tcfg.batch_size, tcfg.seed, self.device)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 # model settings that decide the tensors' shapes or what the carried weights compute
 ARCHITECTURE = (
-    "n_layers", "d_model", "n_heads", "d_mlp", "n_unique_blocks", "tie_embeddings", "residual", "activation"
+    "n_layers", "loops", "inject_input", "d_model", "n_heads", "d_mlp", "tie_embeddings", "residual", "activation"
 )
 TOKEN_ROWS = ("embed.weight", "unembed.weight")  # parameters whose rows are tokens
 POSITION_ROWS = ("pos_embed.weight",)  # parameters whose rows are positions

@@ -105,7 +105,8 @@ def test_egd_output_has_every_singular_value_one():
 
 @pytest.mark.parametrize(("n_unique", "tie"), [(0, True), (2, True), (1, False)])
 def test_muon_holds_exactly_the_block_matrices_each_once(n_unique, tie):
-    model = Transformer(ModelConfig(n_layers=4, d_model=16, n_heads=2, d_mlp=32, n_unique_blocks=n_unique,
+    block, loops = (n_unique, 4 // n_unique) if n_unique else (4, 1)
+    model = Transformer(ModelConfig(n_layers=block, loops=loops, d_model=16, n_heads=2, d_mlp=32,
                                     tie_embeddings=tie), 10, 4)
     opt = make_optimizer(model, TrainConfig(optimizer="muon"))
     in_muon = [p for g in opt.parts["muon"].param_groups for p in g["params"]]

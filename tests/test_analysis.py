@@ -22,7 +22,10 @@ def test_ranks_hand_built():
     assert ranks(logits, torch.tensor([2, 0, 2])).tolist() == [2, 2, 3]
 
 
-@pytest.mark.parametrize("extra", [[], ["model.n_layers=4", "model.n_unique_blocks=2"]])
+LOOPED = ["model.n_layers=1", "model.loops=3", "model.inject_input=true"]
+
+
+@pytest.mark.parametrize("extra", [[], ["model.n_layers=2", "model.loops=2"], LOOPED])
 def test_lens_at_last_layer_equals_model_logits(tiny_config, extra):
     cfg = tiny_config(*extra)
     data = generate(cfg.data)
@@ -33,7 +36,7 @@ def test_lens_at_last_layer_equals_model_logits(tiny_config, extra):
     logits = model(torch.as_tensor(split.tokens), torch.as_tensor(split.lengths) - 1)
     r = ranks(logits, torch.as_tensor(split.answers)).double()
     assert lens["answer@last"]["mrr"][-1] == pytest.approx((1 / r).mean().item())
-    assert len(lens["bridge@r1"]["mrr"]) == cfg.model.n_layers + 1
+    assert len(lens["bridge@r1"]["mrr"]) == cfg.model.depth + 1  # one row per layer of every loop, and the input
     # the embedding layer at the r2 position decodes r2 itself far better than chance (tied embeddings)
     assert lens["r2@r2"]["mrr"][0] > 10 / len(data.vocab)
 
@@ -75,7 +78,7 @@ def test_patching_clean_into_clean_changes_nothing_and_a_patch_matters(tiny_conf
     split = data.probes["test_inferred_id"].take(np.arange(20))
     tokens, last = torch.as_tensor(split.tokens), torch.as_tensor(split.lengths) - 1
     clean, cache = run_with_cache(model, tokens, positions=last)
-    for i in range(cfg.model.n_layers + 1):
+    for i in range(cfg.model.depth + 1):
         name = resid_name(i)
         same = run_with_patches(model, tokens, {name: (1, cache[name][:, 1])}, positions=last)
         torch.testing.assert_close(same, clean)

@@ -114,7 +114,7 @@ def test_analyze_causal_tracing_cli(tiny_config, tmp_path, capsys):
     train.start(tiny_config(), run_dir, progress=False).run()
     assert main(["analyze", str(run_dir), "--method", "causal-tracing", "--examples", "40", "--quiet"]) == 0
     out = json.loads((run_dir / "analysis" / "causal-tracing-train_inferred.json").read_text())
-    n_states = tiny_config().model.n_layers + 1
+    n_states = tiny_config().model.depth + 1
     assert out["position_names"] == ["head", "r1", "r2"]  # the heatmap's column labels, from the JSON
     for ckpt in out["checkpoints"]:
         grid = np.asarray(ckpt["strength"])

@@ -1,5 +1,5 @@
 """Hugging Face / TransformerLens export: the loaded models' logits equal ours at every position of the run's
-inputs (default, shared layers, untied embeddings, relu, exact gelu); the tokenizer gives our ids; configs GPT-2
+inputs (default, looped layers, untied embeddings, relu, exact gelu); the tokenizer gives our ids; configs GPT-2
 cannot express are refused in one line; the folder is written whole or not at all."""
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ def assert_same_logits(model, other, data):
     "extra",
     [
         [],
-        ["model.n_layers=4", "model.n_unique_blocks=2"],
+        ["model.n_layers=2", "model.loops=2"],
         ["model.tie_embeddings=false", "model.dropout=0.1"],
         ["model.activation='relu'"],
         ["model.activation='gelu'", "model.init='torch'"],
     ],
-    ids=["default", "shared", "untied", "relu", "gelu"],
+    ids=["default", "looped", "untied", "relu", "gelu"],
 )
 def test_hf_and_transformer_lens_logits_equal_ours(tiny_config, tmp_path, extra):
     from transformer_lens import TransformerBridge
@@ -74,7 +74,7 @@ def test_hf_and_transformer_lens_logits_equal_ours(tiny_config, tmp_path, extra)
 
     hf, info = GPT2LMHeadModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info  # no missing, unexpected or mismatched weights
-    assert hf.config.n_layer == cfg.model.n_layers and not hf.training
+    assert hf.config.n_layer == cfg.model.depth and not hf.training  # a looped model unrolled
     # room for the answer token in the context (servers count it); that position's embedding is zeros
     assert hf.config.n_positions == data.n_ctx + 1
     assert not hf.transformer.wpe.weight[data.n_ctx].any()
@@ -82,15 +82,15 @@ def test_hf_and_transformer_lens_logits_equal_ours(tiny_config, tmp_path, extra)
 
     bridge = TransformerBridge.boot_transformers(str(out), device="cpu")
     assert_same_logits(models[7], bridge, data)
-    # TransformerLens' residual hook names are ours, indexed by depth (shared blocks too)
+    # TransformerLens' residual hook names are ours, indexed by depth (every loop too)
     tokens, seen = run_inputs(data)[0], {}
-    names = [f"blocks.{depth}.hook_resid_post" for depth in range(cfg.model.n_layers)]
+    names = [f"blocks.{depth}.hook_resid_post" for depth in range(cfg.model.depth)]
     with torch.no_grad():
         models[7](tokens, hooks={name: lambda x, name: seen.__setitem__(name, x) for name in names})
         _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name in names)
     for name in names:
         torch.testing.assert_close(cache[name], seen[name], rtol=1e-4, atol=1e-4)
-    if cfg.model.n_unique_blocks:  # shared blocks are written once per depth
+    if cfg.model.loops > 1:  # the block's layers are written once per loop
         torch.testing.assert_close(hf.transformer.h[0].mlp.c_fc.weight, hf.transformer.h[2].mlp.c_fc.weight)
         assert hf.transformer.h[0].mlp.c_fc.weight.data_ptr() != hf.transformer.h[2].mlp.c_fc.weight.data_ptr()
 

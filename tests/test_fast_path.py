@@ -28,7 +28,7 @@ from flops import forward_flops, step_flops  # noqa: E402
 D_VOCAB, N_CTX, BATCH = 30, 6, 16
 CONFIGS = {
     "default": {},
-    "shared": {"n_layers": 4, "n_unique_blocks": 2},
+    "shared": {"n_layers": 2, "loops": 2},
     "normed": {"residual": "normed", "init": "torch"},
 }
 

@@ -28,8 +28,10 @@ def test_shapes_full_and_answer_position():
     [
         {},
         {"init": "torch", "residual": "normed", "activation": "gelu"},
-        {"n_layers": 4, "n_unique_blocks": 2, "activation": "relu"},
+        {"n_layers": 2, "loops": 2, "activation": "relu"},
         {"n_layers": 1},
+        {"n_layers": 1, "loops": 3, "inject_input": True},
+        {"n_layers": 2, "loops": 2, "inject_input": True},
     ],
 )
 def test_answer_only_last_layer_equals_full_forward(kw):
@@ -57,7 +59,7 @@ def test_right_padding_does_not_change_earlier_positions():
 
 
 def test_shared_blocks_share_storage_and_repeat():
-    model = make(n_layers=8, n_unique_blocks=4)
+    model = make(n_layers=4, loops=2)
     assert len(model.blocks) == 4
     for depth in range(8):
         assert model.block_at(depth) is model.blocks[depth % 4]
@@ -75,7 +77,7 @@ def test_tied_embeddings_share_storage():
 
 
 def test_hooks_cache_every_depth_and_patch_replaces():
-    model = make(n_layers=8, n_unique_blocks=4)
+    model = make(n_layers=4, loops=2)
     tokens = torch.randint(1, 50, (2, 4))
     cache = {}
     hooks = {name: (lambda x, n: cache.__setitem__(n, x)) for name in model.hook_names()}
@@ -105,7 +107,7 @@ def test_param_groups_skip_norms_and_biases():
 
 @pytest.mark.parametrize(
     ("kw", "message"),
-    [({"d_model": 130, "n_heads": 4}, "not divisible"), ({"n_layers": 6, "n_unique_blocks": 4}, "divide")],
+    [({"d_model": 130, "n_heads": 4}, "not divisible"), ({"loops": 0}, "model.loops=0 must be >= 1")],
 )
 def test_invalid_model_config(kw, message):
     with pytest.raises(UserError, match=message):
@@ -118,7 +120,7 @@ def test_patching_clean_into_clean_changes_nothing():
     model = make(n_layers=4)
     tokens = torch.randint(1, 50, (5, 4))
     logits, cache = run_with_cache(model, tokens)
-    for i in range(model.cfg.n_layers + 1):
+    for i in range(model.cfg.depth + 1):
         name = resid_name(i)
         same = run_with_patches(model, tokens, {name: (1, cache[name][:, 1])})
         torch.testing.assert_close(same, logits)

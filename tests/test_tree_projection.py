@@ -76,7 +76,7 @@ class ToyEncoder(nn.Module):
 
     def __init__(self, gold: list[tuple[int, int]] | None, n: int) -> None:
         super().__init__()
-        self.cfg = types.SimpleNamespace(n_layers=1)
+        self.cfg = types.SimpleNamespace(depth=1)
         self.embed = nn.Embedding(N_TOKENS, D_MODEL)
         self.ln_final = nn.Identity()
         starts = np.zeros(n, dtype=np.int64)
@@ -85,7 +85,7 @@ class ToyEncoder(nn.Module):
             starts[p] = min(inside)[1] if inside else 0
         self.register_buffer("starts", torch.as_tensor(starts))
 
-    def residual(self, tokens, hooks=None, n_layers=None, pos_offset=None):
+    def residual(self, tokens, hooks=None, depth=None, pos_offset=None):
         batch, width = tokens.shape
         offset = torch.zeros(batch, dtype=torch.long) if pos_offset is None else pos_offset
         pos = torch.arange(width)[None] + offset[:, None]  # absolute positions [batch, width]
@@ -161,7 +161,7 @@ def test_restricted_states_equal_a_manual_run_of_the_span(tiny_config):
         # a span starting at 0 is its own full context under the causal mask
         torch.testing.assert_close(last[0, 0, 5][1], last[0, 0, 5][0], atol=1e-5, rtol=1e-5)
         # an intermediate layer reads the residual after that many blocks
-        run = model.ln_final(model.residual(tokens[:1, 3:9], n_layers=1, pos_offset=torch.tensor([3])))
+        run = model.ln_final(model.residual(tokens[:1, 3:9], depth=1, pos_offset=torch.tensor([3])))
         torch.testing.assert_close(early[0, 3, 8][1], run[0].double().mean(0), atol=1e-5, rtol=1e-5)
 
 

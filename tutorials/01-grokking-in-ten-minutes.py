@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -284,7 +284,7 @@ def mrr_table(analysis, target):
     return gl.Table([{"state after blocks": layer,
                       f"MRR before (step {early['step']:,})": early["targets"][target]["mrr"][layer],
                       f"MRR after (step {late['step']:,})": late["targets"][target]["mrr"][layer]}
-                     for layer in range(analysis.result["n_layers"] + 1)])
+                     for layer in range(analysis.result["depth"] + 1)])
 
 
 mrr_table(lens, "bridge@r1")
@@ -298,7 +298,7 @@ mrr_table(lens, "bridge@r1")
 
 # %%
 end = lens.at(after)["targets"]
-top = demo.model.n_layers
+top = demo.model.depth
 assert end["bridge@r1"]["mrr"][top - 1] > 0.5, "the bridge is readable at r1 one block below the top"
 assert end["answer@last"]["top1"][top] >= 0.9, "the last layer's top guess is the answer"
 
@@ -363,22 +363,22 @@ assert strength(after, "head", 2, 0) < 0.2, "... and no longer through the head'
 # the same block is applied at depth 0 and again at depth 4. Their idea: an OOD fact is stored in the lower
 # layers only (the model learned to look it up there as a *first* hop), so a second hop done by the upper
 # layers cannot find it; if the upper layers are the lower ones, it can. In groklab this is one config field,
-# `model.n_unique_blocks` (0 = no sharing). The model holds only `n_blocks` blocks:
+# `model.loops`: the model holds a block of `n_layers` layers and applies it `loops` times, `depth` layers in all:
 
 # %%
 from groklab.config import ModelConfig  # noqa: E402
 from groklab.model import Transformer  # noqa: E402
 
-print(inspect.getsource(ModelConfig.n_blocks.fget))
+print(inspect.getsource(ModelConfig.depth.fget))
 print(inspect.getsource(Transformer.block_at))
 
 # %% [markdown]
-# and its forward pass walks over *depths*, asking `block_at(depth)` which block to apply: with 2 unique blocks
-# and 4 layers, depths 0, 1, 2, 3 use blocks 0, 1, 0, 1. Hook names (what the logit lens and causal tracing
+# and its forward pass walks over *depths*, asking `block_at(depth)` which block to apply: with a block of 2
+# layers looped twice, depths 0, 1, 2, 3 use blocks 0, 1, 0, 1. Hook names (what the logit lens and causal tracing
 # read) are indexed by depth, so the analysis works unchanged on a shared model.
 
 # %%
-source = inspect.getsource(Transformer.residual)
+source = inspect.getsource(Transformer._run)
 print(source[source.index("        x = _hooked(self.embed"):])
 
 # %% [markdown]
@@ -388,18 +388,18 @@ print(source[source.index("        x = _hooked(self.embed"):])
 
 # %%
 n_vocab, n_ctx = len(data.vocab), data.n_ctx
-models = {k: Transformer(ModelConfig(n_layers=4, n_unique_blocks=k), n_vocab, n_ctx) for k in (0, 2)}
+models = {k: Transformer(ModelConfig(n_layers=4 // k, loops=k), n_vocab, n_ctx) for k in (1, 2)}
 count = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
-per_block = sum(p.numel() for p in models[0].blocks[0].parameters())
+per_block = sum(p.numel() for p in models[1].blocks[0].parameters())
 shared = models[2]
-gl.Table([{"model.n_unique_blocks": k, "blocks holding weights": len(m.blocks), "parameters": count[k],
+gl.Table([{"model.loops": k, "blocks holding weights": len(m.blocks), "parameters": count[k],
            "block at depths 0..3": [list(m.blocks).index(m.block_at(d)) for d in range(4)]} for k, m in models.items()])
 
 # %%
 assert shared.block_at(0) is shared.block_at(2) and shared.block_at(1) is shared.block_at(3)
 assert shared.block_at(0).mlp.fc.weight.data_ptr() == shared.block_at(2).mlp.fc.weight.data_ptr()
-assert count[0] - count[2] == 2 * per_block, "sharing saves exactly two blocks' parameters"
-print(f"a block has {per_block:,} parameters; sharing saves {count[0] - count[2]:,} of {count[0]:,}")
+assert count[1] - count[2] == 2 * per_block, "sharing saves exactly two blocks' parameters"
+print(f"a block has {per_block:,} parameters; sharing saves {count[1] - count[2]:,} of {count[1]:,}")
 
 # %% [markdown]
 # A tiny shared run: the demo with two blocks applied twice, paused after about 1,500 steps (at the first
@@ -407,8 +407,8 @@ print(f"a block has {per_block:,} parameters; sharing saves {count[0] - count[2]
 # block parameters, a little more slowly.
 
 # %%
-shared_run = gl.train("demo", {"train.threads": THREADS, "model.n_unique_blocks": 2}, out=RUNS / "demo-shared",
-                      stop_at=1500, progress=False)
+shared_run = gl.train("demo", {"train.threads": THREADS, "model.n_layers": 2, "model.loops": 2},
+                      out=RUNS / "demo-shared", stop_at=1500, progress=False)
 paused_at = shared_run.summary["final_step"]
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for r, name, style in ((run, "4 distinct blocks", "-"), (shared_run, "2 blocks, each twice", "--")):
@@ -423,7 +423,7 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %%
-assert shared_run.config.model.n_blocks == 2 and 1500 <= paused_at < demo.train.steps
+assert shared_run.config.model.n_layers == 2 and 1500 <= paused_at < demo.train.steps
 learned = shared_run.summary["final"]["train_inferred"]
 assert learned > 5 * shared_run.summary["no_information"]["train_inferred"], "the shared model learns"
 
@@ -480,8 +480,8 @@ assert learned > 5 * shared_run.summary["no_information"]["train_inferred"], "th
 # </details>
 
 # %% [markdown]
-# **4.** Make the demo model deeper or shallower (`{"model.n_layers": 2}`; with sharing, `n_unique_blocks` must
-# divide `n_layers`). Does a 2-layer model grok? Where is the bridge in its logit lens?
+# **4.** Make the demo model deeper or shallower (`{"model.n_layers": 2}`; with sharing, the depth is
+# `n_layers × loops`). Does a 2-layer model grok? Where is the bridge in its logit lens?
 
 # %% [markdown] jupyter={"source_hidden": true}
 # <details><summary>Answer</summary>

@@ -13,7 +13,7 @@ AdamW's 1e-3 would be a ~20× smaller step); momentum 0.95 with Nesterov and tor
 (torch's defaults, which are Jordan's). Weight decay is `train.weight_decay`, decoupled as in AdamW
 (θ ← (1 − lr·wd)·θ) but at Muon's lr: per update the matrices shrink muon_lr / lr times (20× at the defaults)
 more than AdamW would shrink them. The warm-up / cosine schedule and `filter.normalize_lr` scale both lrs alike.
-With shared blocks (`model.n_unique_blocks`) each shared matrix is one parameter, stepped once.
+With shared blocks (a looped model, `model.loops`) each shared matrix is one parameter, stepped once.
 
 Checked (tests/test_accelerators.py): Muon holds exactly the 2-D block matrices, each once, also with shared
 blocks and tied embeddings; resuming a run is bit-exact.

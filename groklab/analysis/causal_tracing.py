@@ -129,9 +129,9 @@ def prepare(data: TaskData, rows: Split) -> Measure:
 
 @torch.no_grad()
 def causal_tracing(model: Transformer, split: Split, plans: list[Perturbation], device: torch.device) -> dict:
-    """Causal strength of every state S[i, q] (i = 0..n_layers blocks, q = input position) on the top-1
+    """Causal strength of every state S[i, q] (i = 0..depth layers, every loop; q = input position) on the top-1
     prediction, for each planned perturbation; plus the paper's diagonal heatmap `strength[i][q]`."""
-    n_states, n_pos = model.cfg.n_layers + 1, int(split.tokens.shape[1])
+    n_states, n_pos = model.cfg.depth + 1, int(split.tokens.shape[1])
     names = [resid_name(i) for i in range(n_states)]
     diagonal = np.zeros((n_states, n_pos))
     out: dict = {"perturbed": {}}

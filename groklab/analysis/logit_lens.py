@@ -1,6 +1,6 @@
 """Logit lens: decode every layer's residual stream with the final LayerNorm and unembedding, and measure
 the rank and reciprocal rank of a target token (science.md §6; targets: `groklab.analysis.targets`). Works for
-any depth and with shared blocks, because states are read by depth through hook names."""
+any depth and for looped models (every loop's states), because states are read by depth through hook names."""
 
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ def decode(model: Transformer, state: Tensor) -> Tensor:
 
 @torch.no_grad()
 def logit_lens(model: Transformer, split: Split, task: str, device: torch.device) -> dict[str, dict]:
-    """For each target of `task`: per layer i (residual stream after i blocks, i = 0..n_layers) the mean
+    """For each target of `task`: per layer i (residual stream after i layers, i = 0..depth: every loop) the mean
     reciprocal rank, top-1 fraction and median rank of the target's token, over the rows of `split`."""
     if task not in TARGETS:
         raise UserError(f"the logit lens knows the targets of {', '.join(TARGETS)} facts, not {task!r}")
     tokens = torch.as_tensor(split.tokens, device=device)
     last = torch.as_tensor(split.lengths, device=device) - 1
     rows = torch.arange(len(tokens), device=device)
-    names = [resid_name(i) for i in range(model.cfg.n_layers + 1)]
+    names = [resid_name(i) for i in range(model.cfg.depth + 1)]
     _, cache = run_with_cache(model, tokens, names)
     out = {}
     for target_name, (field, position) in targets(task, split).items():

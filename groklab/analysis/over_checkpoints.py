@@ -56,7 +56,8 @@ def analyze(
         "examples": len(rows),
         "examples_asked": examples,
         "task": data.task,
-        "n_layers": cfg.model.n_layers,
+        "depth": cfg.model.depth,  # layers deep: states S[0..depth] (analyses before model.loops wrote n_layers)
+        "loops": cfg.model.loops,
         **measure.about,
         "checkpoints": results,
     }

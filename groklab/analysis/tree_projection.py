@@ -55,7 +55,7 @@ def span_states(model, tokens: Tensor, lengths: Tensor, layer: int) -> Iterator[
     forward per width, chunked by SPAN_BATCH). tokens [batch, pos], lengths [batch]. Yields (rows, starts,
     ends) [spans] and (contextual, restricted) [spans, d_model] float64 for every span inside a sentence."""
     n_max = int(lengths.max())
-    full = model.ln_final(model.residual(tokens[:, :n_max], n_layers=layer)).double()  # [batch, n_max, d_model]
+    full = model.ln_final(model.residual(tokens[:, :n_max], depth=layer)).double()  # [batch, n_max, d_model]
     prefix = torch.cat([torch.zeros_like(full[:, :1]), full.cumsum(1)], 1)  # [batch, n_max + 1, d_model]
     for width in range(1, n_max + 1):
         rows, starts = torch.nonzero(
@@ -64,7 +64,7 @@ def span_states(model, tokens: Tensor, lengths: Tensor, layer: int) -> Iterator[
         for chunk in torch.arange(len(rows), device=tokens.device).split(SPAN_BATCH):
             r, s = rows[chunk], starts[chunk]
             cut = tokens[r[:, None], s[:, None] + torch.arange(width, device=tokens.device)]  # [spans, width]
-            states = model.ln_final(model.residual(cut, n_layers=layer, pos_offset=s))  # [spans, width, d_model]
+            states = model.ln_final(model.residual(cut, depth=layer, pos_offset=s))  # [spans, width, d_model]
             contextual = (prefix[r, s + width] - prefix[r, s]) / width  # [spans, d_model]
             yield r, s, s + width - 1, contextual, states.double().mean(1)
 
@@ -225,9 +225,9 @@ def tree_projection(
     `layer` blocks (default: all) through ln_final. Rows hold the sentence at positions 0..sentence_length-1."""
     if "sentence_length" not in split.fields:
         raise UserError("tree projections need a split with a `sentence_length` field (structural tasks)")
-    layer = model.cfg.n_layers if layer is None else layer
-    if not 0 <= layer <= model.cfg.n_layers:
-        raise UserError(f"layer {layer} is out of range 0..{model.cfg.n_layers}")
+    layer = model.cfg.depth if layer is None else layer
+    if not 0 <= layer <= model.cfg.depth:
+        raise UserError(f"layer {layer} is out of range 0..{model.cfg.depth}")
     model.eval()
     pick = np.sort(np.random.default_rng(seed).permutation(len(split))[: min(examples, len(split))])
     lengths = np.asarray(split.fields["sentence_length"])[pick]

@@ -120,7 +120,7 @@ def prepare(data: TaskData, rows: Split) -> Measure:
         readings["atomic"] = reading(atomic, atomic_is_id, ATOMIC_POSITION, "entity", "value", value_base)
 
     def at_checkpoint(model: Transformer, device: torch.device) -> dict:
-        names = [resid_name(i) for i in range(model.cfg.n_layers + 1)]
+        names = [resid_name(i) for i in range(model.cfg.depth + 1)]
         out = {}
         for name, r in readings.items():
             with torch.no_grad():

@@ -13,6 +13,11 @@ import numpy as np
 from groklab.figures import plt, save
 
 
+def depth(analysis: dict) -> int:
+    """Layers the analysis read (states S[0..depth]); analyses written before `model.loops` call it n_layers."""
+    return analysis["depth"] if "depth" in analysis else analysis["n_layers"]
+
+
 def accuracy_on_twin_axis(ax, metrics: list[dict], split: str, style: str, label: str) -> None:
     """The split's logged accuracy in black on a second y axis of `ax`, so an analysis curve reads against the
     moment the run groks."""
@@ -32,7 +37,7 @@ def logit_lens_curves(analysis: dict, metrics: list[dict], summary: dict, path: 
     fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.5 * max(1, len(targets)), 3.6), squeeze=False)
     steps = [c["step"] for c in checkpoints]
     for ax, target in zip(axes[0], targets, strict=False):
-        n_states = analysis["n_layers"] + 1
+        n_states = depth(analysis) + 1
         cmap = plt.get_cmap("viridis", n_states)
         for layer in range(n_states):
             mrr = [c["targets"].get(target, {}).get("mrr", [float("nan")] * n_states)[layer] for c in checkpoints]
@@ -55,7 +60,7 @@ def value_probe_curves(analysis: dict, metrics: list[dict], summary: dict, path:
     names = list(checkpoints[-1]["probe"]) if checkpoints else []
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.6 * max(1, len(names)), 3.9), squeeze=False)
     steps = [c["step"] for c in checkpoints]
-    n_states = analysis["n_layers"] + 1
+    n_states = depth(analysis) + 1
     cmap = plt.get_cmap("viridis", n_states)
     for ax, name in zip(axes[0], names, strict=False):
         for layer in range(n_states):
@@ -122,7 +127,7 @@ def causal_tracing_curves(analysis: dict, metrics: list[dict], summary: dict, pa
     checkpoints = analysis["checkpoints"]
     perturbed = list(checkpoints[-1]["perturbed"])
     steps = [c["step"] for c in checkpoints]
-    n_layers = analysis["n_layers"]
+    n_layers = depth(analysis)
     styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, len(perturbed), figsize=(4.6 * len(perturbed), 3.8), squeeze=False)
     curves = {}  # the traced split's accuracy, and the ID test accuracy that shows the grokking
