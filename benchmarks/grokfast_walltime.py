@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from grokfast import run_one  # benchmarks/grokfast.py: this script's folder is on sys.path
 
 from groklab import runs
-from groklab.claims import t975
+from groklab.stats import half_width_95
 
 GROK = 0.95  # validation accuracy that counts as grokked, as in benchmarks/grokfast.py
 SMOKE_STEPS = 30  # 3 of the authors' epochs
@@ -317,7 +317,7 @@ def bound(authors_reached: bool, ours_reached: bool) -> str:
 def summarize(rows: list[dict]) -> dict:
     ratios = [r["ratio"] for r in rows]
     n, mean = len(ratios), statistics.fmean(ratios)
-    half = t975(n - 1) * statistics.stdev(ratios) / math.sqrt(n) if n > 1 else None
+    half = half_width_95(ratios, min_values=2)
     return {
         "n_seeds": n,
         "median": statistics.median(ratios),

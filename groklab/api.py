@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from groklab import config, runs
+from groklab import config, runs, tasks
+from groklab.analysis import methods
 from groklab.errors import UserError
+from groklab.tasks import io as dataset_io
 from groklab.tasks.dataset import ABSENT, Split, TaskData
 
 if TYPE_CHECKING:
@@ -67,28 +69,21 @@ def make_dataset(task: str | config.RunConfig, **settings: Any) -> TaskData:
     """A task's data, generated in memory: a task name and its settings (`make_dataset("composition",
     n_entities=100, phi=9)`), or a run config's own data (`make_dataset(load_config("demo"))`). Same settings,
     same facts: generation is a pure function of them (the data seed included)."""
-    from groklab.tasks import generate
-
-    return generate(data_config(task, settings).data)
+    return tasks.generate(data_config(task, settings).data)
 
 
 def write_dataset(task: str | config.RunConfig, out: str | Path, fmt: str = "groklab", **settings: Any) -> TaskData:
     """Generate a task's data and write it as a dataset folder (`fmt`: groklab or paper), as `groklab data`
     does; returns the data."""
-    from groklab.tasks import generate
-    from groklab.tasks.io import write_dataset as write
-
     cfg = data_config(task, settings)
-    data = generate(cfg.data)
-    write(data, cfg.to_dict()["data"], Path(out), fmt=fmt)
+    data = tasks.generate(cfg.data)
+    dataset_io.write_dataset(data, cfg.to_dict()["data"], Path(out), fmt=fmt)
     return data
 
 
 def load_dataset(path: str | Path) -> TaskData:
     """A dataset folder in groklab's format or the paper's (`groklab data ... --out PATH` writes one)."""
-    from groklab.tasks.io import load_dataset as load
-
-    return load(Path(path))
+    return dataset_io.load_dataset(Path(path))
 
 
 # --- looking at facts -----------------------------------------------------------------------------------------
@@ -173,9 +168,15 @@ class FigureFile:
 
 @dataclass(frozen=True)
 class Run:
-    """A run directory, read through `groklab.runs` at each access, so it also shows a run that is training."""
+    """A run directory, read back by `groklab.runs` (`record`) at each access, so it also shows a run that is
+    training; adds what needs torch (its model) and the data it trained on."""
 
     path: Path
+
+    @property
+    def record(self) -> runs.RunRecord:
+        """The run's files as they are now: config.json, summary.json, metrics, analysis JSON (`runs.RunRecord`)."""
+        return runs.load_run(self.path)
 
     @property
     def config(self) -> config.RunConfig:
@@ -184,16 +185,16 @@ class Run:
     @property
     def metrics(self) -> list[dict]:
         """The rows of metrics.jsonl: one per evaluation, e.g. {"step": 512, "test_inferred_id/acc": 0.4, ...}."""
-        return runs.read_metrics(self.path)
+        return self.record.metrics
 
     @property
     def summary(self) -> dict | None:
         """summary.json (fit_step, grok_step, final accuracies, ...), or None before the run first ends."""
-        return runs.read_summary(self.path)
+        return self.record.summary
 
     @property
     def finished(self) -> bool:
-        return runs.is_finished(self.path)
+        return self.record.finished
 
     def checkpoints(self) -> list[int]:
         """Steps of the run's checkpoints, oldest first."""
@@ -213,7 +214,7 @@ class Run:
 
     def model(self, step: int | None = None) -> Transformer:
         """The model with checkpoint `step`'s weights (default: the newest that verifies), in eval mode."""
-        from groklab import checkpoint
+        from groklab import checkpoint  # torch: the API's import stays light until a model is asked for
         from groklab.model import Transformer
 
         if step is None:
@@ -254,7 +255,7 @@ def train(
     schedule of the whole run (learning rate and evaluations stay those of `train.steps`); `resume` continues
     it exactly. `progress`: a progress bar on stderr. `init_from`: start from another run's checkpoint
     ("RUN_DIR[@STEP]" or a `warm_start.WarmStart`; tokens mapped by name, see groklab/warm_start.py)."""
-    from groklab import train as trainer
+    from groklab import train as trainer  # torch, loaded when a run trains: `import groklab.api` stays light
     from groklab import warm_start
 
     cfg = load_config(preset, overrides)
@@ -271,7 +272,7 @@ def train(
 def resume(run_dir: str | Path, stop_at: int | None = None, progress: bool = True) -> Run:
     """Continue a run from its newest good checkpoint to the end of its schedule (or, as in `train`, to
     `stop_at`), exactly as if it had never stopped; draws its accuracy.png and returns it."""
-    from groklab import train as trainer
+    from groklab import train as trainer  # torch, loaded when a run trains
 
     trainer.resume(Path(run_dir), progress=progress).run(stop_at)
     plot_accuracy(Run(Path(run_dir)))
@@ -304,7 +305,7 @@ class Analysis:
 
     def at(self, step: int) -> dict:
         """The results at the checkpoint nearest `step` (on a log scale: checkpoints are log-spaced)."""
-        from groklab.figures.analysis import nearest_checkpoint
+        from groklab.figures.analysis import nearest_checkpoint  # matplotlib: only when an analysis is read
 
         return nearest_checkpoint(self.result["checkpoints"], step)
 
@@ -316,8 +317,7 @@ def analyze(
     """Run an analysis method (`groklab.analysis.methods.METHODS`: logit-lens, causal-tracing, tree-projection)
     on `examples` rows of probe `split` (default: the method's) at every checkpoint, or at the checkpoints of
     `steps` (quicker); writes its JSON and figures into the run's analysis/ folder and returns them."""
-    from groklab.analysis import methods
-    from groklab.analysis.over_checkpoints import analyze as over_checkpoints
+    from groklab.analysis.over_checkpoints import analyze as over_checkpoints  # torch, loaded when a run is analysed
 
     if examples < 1:
         raise UserError(f"examples={examples} must be >= 1")
@@ -331,9 +331,9 @@ def analyze(
 def plot_accuracy(run: Run | str | Path, out: str | Path | None = None) -> FigureFile:
     """Every probe's accuracy against step (log axis), fit and grok steps marked: the run's accuracy.png (or
     `out`). Works on an unfinished run too (fit and grok as detected so far)."""
-    from groklab.figures.accuracy import accuracy_curves
-    from groklab.results import load_run as load_result
+    from groklab.figures.accuracy import accuracy_curves  # matplotlib: only when a figure is drawn
 
-    result = load_result(_run(run).path)
-    path = Path(out) if out is not None else result.run_dir / runs.ACCURACY_FIGURE
-    return FigureFile(accuracy_curves(result.rows, result.stats["roles"], path, result.run_dir.name, result.stats))
+    record = _run(run).record
+    stats = record.stats()
+    path = Path(out) if out is not None else record.path / runs.ACCURACY_FIGURE
+    return FigureFile(accuracy_curves(record.metrics, stats["roles"], path, record.path.name, stats))

@@ -27,19 +27,18 @@ never reached) is counted as "k of n never", never averaged.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from groklab import config, held_out
 from groklab.errors import UserError
-from groklab.runs import CONFIG, SUMMARY, read_json, write_text
+from groklab.runs import CONFIG, SUMMARY, RunRecord, load_run, write_text
+from groklab.stats import MIN_RUNS, half_width_95
 
 BEGIN, END = "<!-- claims:begin -->", "<!-- claims:end -->"
-MIN_RUNS = 3  # fewer runs than this get no interval
 BY_GLOB = "runs"  # group_by = "runs": one group per glob of `runs`, e.g. a curriculum against its scratch control
 FEW = f"n < {MIN_RUNS}: no interval"
 REQUIRED = ("claim", "section", "runs", "measure", "verdict")
@@ -48,12 +47,6 @@ HEADER = (
     "| claim (paper) | our measurement (mean ± 95% CI over seeds) | runs (n, folder under docs/runs/) | verdict |\n"
     "|---|---|---|---|\n"
 )
-# t(0.975, df) for df = 1..30: Student's t quantile, checked against its CDF (regularised incomplete beta)
-T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,23 +62,6 @@ class Claim:
     seeds: held_out.Seeds = held_out.Seeds()  # tuning_seeds, held_out_seeds, ...: groklab/held_out.py
 
 
-@dataclass(frozen=True)
-class Run:
-    folder: Path  # docs/runs/...
-    summary: dict
-    config: dict
-    files: dict[str, Any] = field(default_factory=dict)  # other JSON files of the folder, read once when measured
-
-    def read(self, name: str) -> Any:
-        """The run's JSON file `name` (relative to its folder); summary.json is already read."""
-        if name == SUMMARY:
-            return self.summary
-        if name not in self.files:
-            fix = f"commit the run's {name} (`groklab record` copies analysis/)"
-            self.files[name] = read_json(self.folder / name, fix)
-        return self.files[name]
-
-
 def source(path: str) -> tuple[str, str]:
     """A measure's file and its dotted path in it: `analysis/x.json:checkpoints.-1.t_score` → (analysis/x.json,
     checkpoints.-1.t_score); a path without a `.json:` prefix reads summary.json."""
@@ -94,23 +70,6 @@ def source(path: str) -> tuple[str, str]:
 
 
 # --- statistics ------------------------------------------------------------------------------------------
-def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t: the table up to df 30, beyond it the Cornish-Fisher expansion
-    (Abramowitz & Stegun 26.7.5), within 1e-4 of the exact value there."""
-    if df < 1:
-        raise ValueError(f"df={df} must be >= 1")
-    if df <= len(T975):
-        return T975[df - 1]
-    z = statistics.NormalDist().inv_cdf(0.975)
-    g = (
-        (z**3 + z) / 4,
-        (5 * z**5 + 16 * z**3 + 3 * z) / 96,
-        (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
-        (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160,
-    )
-    return z + sum(gi / df ** (i + 1) for i, gi in enumerate(g))
-
-
 @dataclass(frozen=True)
 class Stat:
     values: tuple[float, ...]  # the runs that have a value
@@ -127,8 +86,7 @@ class Stat:
     @property
     def half_width(self) -> float | None:
         """Half the 95% Student-t interval of the mean; None below MIN_RUNS values."""
-        k = len(self.values)
-        return None if k < MIN_RUNS else t975(k - 1) * statistics.stdev(self.values) / math.sqrt(k)
+        return half_width_95(self.values)
 
 
 def format_stat(name: str, stat: Stat, say_few: bool = True) -> str:
@@ -211,11 +169,6 @@ def run_folders(globs: dict[str, list[Path]]) -> list[Path]:
     return list(dict.fromkeys(folder for found in globs.values() for folder in found))
 
 
-def load_run(folder: Path) -> Run:
-    fix = f"commit each run's {SUMMARY} and {CONFIG}"
-    return Run(folder, read_json(folder / SUMMARY, fix), read_json(folder / CONFIG, fix))
-
-
 def dotted(obj: Any, path: str, where: str) -> Any:
     """`final.test_inferred_ood` → obj["final"]["test_inferred_ood"]; a key that itself holds dots or
     slashes (`final_groups.test_inferred_ood/acc_eq`) is matched whole first; in a list an integer part indexes
@@ -239,30 +192,32 @@ def dotted(obj: Any, path: str, where: str) -> Any:
     return node
 
 
-def metric(runs: list[Run], path: str) -> Stat:
+def metric(runs: list[RunRecord], path: str) -> Stat:
     values: list[float] = []
     name, inner = source(path)
     for run in runs:
-        value = dotted(run.read(name), inner, f"{run.folder}/{name}")
+        value = dotted(run.read(name, f"commit the run's {name} (`groklab record` copies analysis/)"), inner,
+                       f"{run.path}/{name}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise UserError(f"{run.folder}/{name}: {inner} is {value!r}, not a number or null")
+            raise UserError(f"{run.path}/{name}: {inner} is {value!r}, not a number or null")
         if value is not None:
             values.append(value)
     return Stat(tuple(values), len(runs) - len(values))
 
 
 # --- rendering ---------------------------------------------------------------------------------------------
-def groups(runs: list[Run], key: str | None, globs: dict[str, list[Path]]) -> list[tuple[str | None, list[Run]]]:
+def groups(runs: list[RunRecord], key: str | None, globs: dict[str, list[Path]]
+           ) -> list[tuple[str | None, list[RunRecord]]]:
     """Runs by the value of a dotted config key, in the value's order; by glob (`globs`: each pattern's folders)
     for "runs"; one unlabelled group without a key."""
     if key is None:
         return [(None, runs)]
     if key == BY_GLOB:
-        by_folder = {run.folder: run for run in runs}
+        by_folder = {run.path: run for run in runs}
         return [(f"`{pattern}`", [by_folder[f] for f in found if f in by_folder]) for pattern, found in globs.items()]
-    by_value: dict[str, tuple[Any, list[Run]]] = {}
+    by_value: dict[str, tuple[Any, list[RunRecord]]] = {}
     for run in runs:
-        value = dotted(run.config, key, f"{run.folder}/config.json")
+        value = dotted(run.config, key, f"{run.path}/{CONFIG}")
         by_value.setdefault(config.format_value(value), (value, []))[1].append(run)
     order = sorted(by_value, key=lambda s: (0, by_value[s][0], "") if _is_number(by_value[s][0]) else (1, 0, s))
     return [(f"{key} = {label}", by_value[label][1]) for label in order]
@@ -272,7 +227,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def measurement(claim: Claim, runs: list[Run], globs: dict[str, list[Path]]) -> str:
+def measurement(claim: Claim, runs: list[RunRecord], globs: dict[str, list[Path]]) -> str:
     if claim.pending is not None:
         return f"pending: {claim.pending}"
     cells = []
@@ -323,7 +278,8 @@ def render_row(claim: Claim, root: Path, sections: dict[str, str]) -> str:
         )
     globs = glob_folders(root, claim)
     folders = run_folders(globs)
-    runs = [] if claim.pending is not None else [load_run(f) for f in folders]
+    fix = f"commit each run's {SUMMARY} and {CONFIG}"
+    runs = [] if claim.pending is not None else [load_run(f, fix) for f in folders]
     title = cell(claim.claim).replace("[", "\\[").replace("]", "\\]")
     return (
         f"| [{title}](#{sections[claim.section]}) | {cell(measurement(claim, runs, globs))} | "

@@ -259,13 +259,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     from groklab import report, runs, sweep, sweep_file
-    from groklab.results import load_run
+    from groklab.results import RunResult
 
     spec = sweep_file.load(args.sweep)
     out = args.out or Path("runs") / spec.name
     results = sweep.run(spec, out, args.jobs, args.backend, args.address)
     started = [r["name"] for r in results if runs.is_run(out / r["name"])]
-    print(report.format_table(*report.table([load_run(out / n, n) for n in started], spec.keys)))
+    print(report.format_table(*report.table([RunResult.of(runs.load_run(out / n), n) for n in started], spec.keys)))
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(r.get("traceback", ""), end="", file=sys.stderr)

@@ -45,15 +45,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from groklab import config, runs
+from groklab import config, curriculum_report, runs
 from groklab.errors import UserError
+from groklab.runs import CARRIED, PLAN, REPORT_DIR, carried_name
+from groklab.tasks.dataset import Split, Vocab
+from groklab.tasks.io import write_dataset
+from groklab.tasks.knowledge import sample_probe
 
 CURRICULUM_DIR = Path(__file__).parent / "curricula"
-PLAN = "curriculum.json"  # the resolved plan, in the curriculum folder
 DATA_DIR = "data"  # CURRICULUM_DIR/data/<stage>: a later stage's data with the earlier stages' probes
-REPORT_DIR = "report"
-CARRIED = "--"  # `<stage>--<probe>`: a probe carried from an earlier stage
-LEGACY_CARRIED = ":"  # the separator before issue 19's review (not a portable file name), read in older folders
 TOP_KEYS = ("description", "set", "stage", "carried_probe_size")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 StartFrom = Literal["last", "grok", "scratch"]
@@ -159,7 +159,7 @@ def check_names(stages: list[Stage], path: Path) -> None:
 def check_chain(stages: list[Stage], path: Path) -> None:
     """Warm starts need one architecture (and, carrying state, one optimiser): refuse a mismatch before anything
     trains, not when a later stage starts hours in."""
-    from groklab.warm_start import architecture_differences
+    from groklab.warm_start import architecture_differences  # torch: checking a curriculum file needs none
 
     for prev, stage in zip(stages, stages[1:], strict=False):
         if stage.start_from == "scratch":
@@ -179,33 +179,9 @@ def check_chain(stages: list[Stage], path: Path) -> None:
             )
 
 
-# --- carried probes --------------------------------------------------------------------------------------------------
-def portable(name: str) -> str:
-    """A probe or metric name with an older folder's `<stage>:<probe>` spelt as now, `<stage>--<probe>`."""
-    return name.replace(LEGACY_CARRIED, CARRIED)
-
-
-def carried_name(stage: str, probe: str) -> str:
-    """What `stage`'s probe is called in later stages: `<stage>--<probe>`, or its own name when `stage` carried it
-    from an earlier stage itself (it is named after the stage it belongs to)."""
-    probe = portable(probe)
-    return probe if CARRIED in probe else f"{stage}{CARRIED}{probe}"
-
-
-def earlier_probe_key(rows: list[dict], stage: str, probe: str) -> str | None:
-    """The metric key under which a later stage's `rows` log `stage`'s `probe`: its carried name, or, when the
-    later stage holds the same facts itself (same task and data seed, so the probe was not carried twice), its
-    own probe of that name; None when the later stage does not evaluate it."""
-    for key in (f"{carried_name(stage, probe)}/acc", f"{portable(probe)}/acc"):
-        if any(key in r for r in rows):
-            return key
-    return None
-
-
+# --- carried probes (named by groklab.runs: carried_name) ----------------------------------------------------------
 def remap(split, ids: np.ndarray):
     """A split's token ids (inputs, answers, fields; ABSENT stays ABSENT) translated by `ids` (old id -> new id)."""
-    from groklab.tasks.dataset import Split
-
     if split.is_sequence:
         raise UserError("curricula carry answer tasks' probes only; a sequence task cannot be a stage before another")
     translate = lambda a: np.where(a >= 0, ids[np.clip(a, 0, None)], a)  # noqa: E731
@@ -223,9 +199,6 @@ def same_rows(a, b) -> bool:
 def with_earlier_probes(data, earlier, earlier_stage: str, size: int):
     """`data` whose vocabulary also holds `earlier`'s tokens (appended) and whose probes also hold `earlier`'s,
     named `carried_name(earlier_stage, probe)`, at most `size` rows each."""
-    from groklab.tasks.dataset import Vocab
-    from groklab.tasks.knowledge import sample_probe
-
     own = set(data.vocab.tokens)
     vocab = Vocab(data.vocab.tokens + tuple(t for t in earlier.vocab.tokens if t not in own))
     index = vocab.index()
@@ -265,8 +238,6 @@ def stage_data_dir(cur: Curriculum, out: Path, i: int) -> str | None:
     """Stage i's dataset folder (written once), or None for the first stage (its task's own data)."""
     if i == 0:
         return None
-    from groklab.tasks.io import write_dataset
-
     stage, prev = cur.stages[i], cur.stages[i - 1]
     _, earlier = runs.open_run(out / prev.name)
     data = with_earlier_probes(runs.load_task_data(stage.config, None), earlier, prev.name, cur.carried_probe_size)
@@ -278,6 +249,7 @@ def stage_data_dir(cur: Curriculum, out: Path, i: int) -> str | None:
 
 def run_stage(cur: Curriculum, out: Path, i: int, progress: bool) -> dict:
     """Train stage i to its end (skipped when finished, resumed when started); returns its summary."""
+    # torch only once a stage trains: loading and checking a curriculum file (and its error line) need none
     from groklab import train
     from groklab.figures.accuracy import run_accuracy_figure
     from groklab.warm_start import WarmStart
@@ -303,8 +275,6 @@ def run_stage(cur: Curriculum, out: Path, i: int, progress: bool) -> dict:
 
 def run(cur: Curriculum, out: Path, progress: bool = True) -> list[dict]:
     """Every stage in order (resuming where a killed run stopped), then the report; returns the summaries."""
-    from groklab import curriculum_report
-
     check_plan(cur, out)
     summaries = []
     for i, stage in enumerate(cur.stages):

@@ -13,9 +13,12 @@ import html
 from pathlib import Path
 
 from groklab import runs
-from groklab.curriculum import PLAN, REPORT_DIR, carried_name, earlier_probe_key, portable
+from groklab.figures.accuracy import accuracy_curves
+from groklab.figures.curriculum import curriculum_figure
+from groklab.grokking import fit_probes, grok_probe
 from groklab.report import format_table, html_figure, html_page, html_table, show, table
-from groklab.results import RunResult, load_run
+from groklab.results import RunResult
+from groklab.runs import PLAN, REPORT_DIR, carried_name, earlier_probe_key, portable
 
 FORGETTING = ["stage", "earlier probe", "acc at start", "lowest", "at end"]
 
@@ -24,15 +27,14 @@ def load_stages(out: Path) -> tuple[dict, list[RunResult]]:
     """The plan and the stages started so far, in order; metric keys of older folders (`<stage>:<probe>`) are
     read under their current names."""
     plan = runs.read_json(out / PLAN, f"{out} is not a curriculum folder; run `groklab curriculum FILE --out {out}`")
-    results = [load_run(out / s["name"], s["name"]) for s in plan["stages"] if runs.is_run(out / s["name"])]
+    results = [RunResult.of(runs.load_run(out / s["name"]), s["name"]) for s in plan["stages"]
+               if runs.is_run(out / s["name"])]
     return plan, [dataclasses.replace(r, rows=[{portable(k): v for k, v in row.items()} for row in r.rows])
                   for r in results]
 
 
 def forgetting(results: list[RunResult]) -> list[list[str]]:
     """Rows of the FORGETTING table: each later stage × each earlier stage's train and grok probes."""
-    from groklab.grokking import fit_probes, grok_probe
-
     rows = []
     for i, r in enumerate(results):
         for earlier in results[:i]:
@@ -53,9 +55,6 @@ def started_from(run_dir: Path) -> str:
 
 def write(out: Path) -> Path:
     """The report of the curriculum folder `out`; returns index.html's path."""
-    from groklab.figures.accuracy import accuracy_curves
-    from groklab.figures.curriculum import curriculum_figure
-
     plan, results = load_stages(out)
     dest = out / REPORT_DIR
     dest.mkdir(parents=True, exist_ok=True)

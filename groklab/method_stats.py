@@ -17,10 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from groklab.results import UNFINISHED, RunResult
-from groklab.sweep_file import METHOD, format_value, short_names
-
-BOOTSTRAP_SAMPLES = 4000
-BOOTSTRAP_SEED = 0  # the report is a pure function of the runs' files
+from groklab.runs import METHOD, run_name, short_names
+from groklab.stats import bootstrap, interval_95, resample, seeded
 
 
 @dataclass(frozen=True)
@@ -77,21 +75,6 @@ def inf_if_none(value: int | None) -> float:
     return math.inf if value is None else float(value)
 
 
-def bootstrap(values: np.ndarray, statistic, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of `statistic` over resampled `values` (inf values stay inf)."""
-    if len(values) == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    resampled = values[rng.integers(0, len(values), size=(samples, len(values)))]
-    return interval_95(statistic(resampled))
-
-
-def interval_95(stats: np.ndarray) -> tuple[float, float]:
-    """The 2.5th and 97.5th percentiles of bootstrap statistics (nearest rank, outward)."""
-    stats = np.sort(stats)
-    return float(stats[int(0.025 * (len(stats) - 1))]), float(stats[int(math.ceil(0.975 * (len(stats) - 1)))])
-
-
 def speedup(baseline: Variant, other: Variant) -> tuple[str, float, float, float]:
     """Baseline median steps / the other's, with a 95% bootstrap interval (the seeds of both resampled). A median
     that is censored (half the seeds or more never grokked) is replaced by its budget, which turns the ratio into
@@ -103,9 +86,8 @@ def speedup(baseline: Variant, other: Variant) -> tuple[str, float, float, float
     qualifier = "?" if censored_a and censored_b else "≥" if censored_a else "≤" if censored_b else ""
     a = np.where(np.isinf(a), baseline.budget or math.inf, a)
     b = np.where(np.isinf(b), other.budget or math.inf, b)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    ma = np.median(a[rng.integers(0, len(a), size=(BOOTSTRAP_SAMPLES, len(a)))], axis=-1)
-    mb = np.median(b[rng.integers(0, len(b), size=(BOOTSTRAP_SAMPLES, len(b)))], axis=-1)
+    rng = seeded()
+    ma, mb = np.median(resample(a, rng), axis=-1), np.median(resample(b, rng), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = ma / mb
         point = float(np.median(a) / np.median(b))
@@ -126,7 +108,7 @@ def variants(results: list[RunResult], keys: list[str]) -> list[Variant]:
         setting_keys = [k for k in own if len({repr(r.config.get(k)) for r in method_runs}) > 1]
         groups: dict[str, list[RunResult]] = {}
         for r in method_runs:
-            setting = ",".join(f"{names[k]}={format_value(r.config.get(k))}" for k in setting_keys)
+            setting = run_name({k: r.config.get(k) for k in setting_keys}, names)
             groups.setdefault(setting, []).append(r)
         out += [Variant(method, setting, tuple(group)) for setting, group in groups.items()]
     return out

@@ -15,10 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from groklab import runs
+from groklab import method_stats, runs
 from groklab.errors import UserError
+from groklab.figures.accuracy import accuracy_curves
+from groklab.figures.across_runs import accuracy_figure, grok_figure, tree_figure
+from groklab.figures.methods import steps_figure
 from groklab.results import RunResult, collect
-from groklab.sweep_file import METHOD, format_value, short_names
+from groklab.runs import METHOD, format_value, short_names
+from groklab.stats import BOOTSTRAP_SAMPLES
 
 
 # --- the summary table --------------------------------------------------------------------------------------
@@ -85,10 +89,6 @@ def file_name(name: str) -> str:
 
 def write(paths: list[Path], out: Path | None = None) -> Path:
     """Figures and index.html for these run / sweep directories; returns the HTML's path."""
-    # matplotlib only here: `groklab sweep` prints this module's table without drawing anything
-    from groklab.figures.accuracy import accuracy_curves
-    from groklab.figures.across_runs import accuracy_figure, grok_figure, tree_figure
-
     if out is None:
         if len(paths) != 1:
             raise UserError("give --out DIR when reporting several directories")
@@ -119,9 +119,6 @@ def write(paths: list[Path], out: Path | None = None) -> Path:
 
 def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict], out: Path) -> str:
     """HTML for a sweep with [methods]: the per-variant table over seeds and the steps-to-grok figures."""
-    from groklab import method_stats
-    from groklab.figures.methods import steps_figure
-
     every = method_stats.variants(results, keys)
     best = method_stats.best_per_method(every)
     baseline = next((s.get("baseline") for s in sweeps if s.get("baseline")), None)
@@ -132,7 +129,7 @@ def methods_section(results: list[RunResult], keys: list[str], sweeps: list[dict
     return (f"<h2>Methods over seeds</h2>{html_table(header, rows)}<p class=meta>★ the method's best "
             "setting (most seeds grokked, then fewest median steps); a seed that never grokked counts as +inf steps, "
             "so a median of “&gt; budget” means half or more never grokked; intervals are percentile bootstraps over "
-            f"seeds ({method_stats.BOOTSTRAP_SAMPLES:,} resamples).</p>"
+            f"seeds ({BOOTSTRAP_SAMPLES:,} resamples).</p>"
             f"<figure>{img(best_png, 'best setting per method')}</figure>"
             f"<figure>{img(all_png, 'every setting')}</figure>")
 

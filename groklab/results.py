@@ -1,7 +1,7 @@
-"""Run results as a report reads them: each run's flattened config, metrics and grokking statistics, loaded from
-run and sweep directories through `groklab.runs`. Data only; `groklab.figures` draws it, `groklab.report`
-tabulates it. Works on sweeps that are still training: an unfinished run's statistics come from the metrics
-it has logged so far.
+"""Run results as a report reads them: each run's flattened config, metrics and grokking statistics, from run
+and sweep directories read back by `groklab.runs` (`RunResult.of(runs.load_run(path))`). Data only;
+`groklab.figures` draws it, `groklab.report` tabulates it. Works on sweeps that are still training: an unfinished
+run's statistics come from the metrics it has logged so far.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from groklab import runs
-from groklab.config import flatten
 from groklab.errors import UserError
-from groklab.grokking import NEVER, delay_epochs, summarize
-from groklab.sweep import IGNORED_WHEN_COMPARING, MANIFEST
-from groklab.sweep_file import METHOD
+from groklab.grokking import NEVER, delay_epochs
+from groklab.runs import IGNORED_WHEN_COMPARING, MANIFEST, METHOD
 
 GROKKED, NEVER_GROKKED, UNFINISHED = "grokked", f"{NEVER} grokked", "unfinished"  # RunResult.state
 
@@ -54,36 +52,10 @@ class RunResult:
         probe = self.stats["roles"].get(role)
         return self.stats["final"].get(probe)
 
-
-def task_roles(task: str, rows: list[dict]) -> dict[str, str]:
-    """The task's probe roles (as summary.json would give them) for unfinished runs: those of its TaskSpec
-    whose probe has been logged (empty probes never are)."""
-    from groklab.tasks import TASKS
-
-    if task not in TASKS:
-        raise UserError(f"unknown data.task={task!r} in a run's {runs.CONFIG}")
-    present = {k.removesuffix("/acc") for r in rows for k in r}
-    return {role: probe for role, probe in TASKS[task].roles.items() if probe in present or not rows}
-
-
-def live_stats(config: dict, rows: list[dict]) -> dict:
-    """summary.json's fields from the metrics logged so far."""
-    roles = task_roles(config["data.task"], rows)
-    last = rows[-1] if rows else {}
-    return summarize(rows, roles, config["train.fit_threshold"], config["train.grok_threshold"]) | {
-        "final_step": last.get("step", 0),
-        "elapsed_s": last.get("elapsed_s", 0.0),
-    }
-
-
-def load_run(run_dir: Path, name: str | None = None) -> RunResult:
-    # through the config classes, so that runs saved before a field existed read it at its default and do not
-    # look swept on it; JSON round trip: tuples (betas) compare as the lists other configs hold
-    cfg = flatten(json.loads(json.dumps(runs.read_config(run_dir).to_dict())))
-    rows = runs.read_metrics(run_dir)
-    finished = runs.is_finished(run_dir)
-    stats = runs.read_summary(run_dir) if finished else live_stats(cfg, rows)
-    return RunResult(name or run_dir.name, run_dir, cfg, rows, stats, finished)
+    @classmethod
+    def of(cls, run: runs.RunRecord, name: str | None = None) -> RunResult:
+        """A run read back (`runs.load_run`) as a report sees it; `name` defaults to its folder's."""
+        return cls(name or run.path.name, run.path, run.flat_config, run.metrics, run.stats(), run.finished)
 
 
 def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], list[str]]:
@@ -98,7 +70,7 @@ def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], 
             for run in manifest["runs"]:
                 run_dir = path / run["dir"]
                 if runs.is_run(run_dir):
-                    result = load_run(run_dir, run["name"])
+                    result = RunResult.of(runs.load_run(run_dir), run["name"])
                     method = run["overrides"].get(METHOD)  # a sweep's [methods]: the run's method by name
                     if method is not None:
                         result = replace(result, config={METHOD: method} | result.config)
@@ -109,7 +81,7 @@ def collect(paths: list[Path]) -> tuple[list[RunResult], list[str], list[dict], 
                 else:
                     missing.append(run["name"])
         elif runs.is_run(path):
-            results.append(load_run(path))
+            results.append(RunResult.of(runs.load_run(path)))
         else:
             raise UserError(
                 f"{path} is neither a run directory ({runs.CONFIG}) nor a sweep directory ({MANIFEST})"

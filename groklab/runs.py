@@ -7,9 +7,11 @@
     tensorboard/   wandb/                        mirrors of metrics.jsonl (`groklab.trackers`), ledger .mirrored.json
     llm-eval.json  LLMs scored on the run's queries beside its own model (`groklab llm-eval`)
 
-It names these files (once, below), opens a run for reading (config, summary, metrics, analysis files, the
-data it trained on), says when a run is finished, and holds the one atomic writer that every file goes through.
-Readers (analysis, export, sweeps, reports) come here, never to the trainer: stages talk through the
+It names these files (once, below), and the names run folders are made of in a sweep or a curriculum folder
+(sweep.json, a run's method, grid-point names, carried probes); opens a run for reading (config, summary,
+metrics, analysis files, the data it trained on) and reads it back as one `RunRecord` for every reader; says
+when a run is finished; and holds the one atomic writer (`groklab.atomic`) that every file goes through.
+Readers (analysis, export, sweeps, reports, claims) come here, never to the trainer: stages talk through the
 directory, which is why reports work on live sweeps and resume is exact. Nothing here imports torch.
 """
 
@@ -17,22 +19,30 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import platform
-import shutil
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 import groklab
 from groklab import config
+from groklab.atomic import atomic as atomic  # the one atomic writer, spelt runs.X by every writer of a run
+from groklab.atomic import atomic_dir as atomic_dir
+from groklab.atomic import temp_sibling as temp_sibling
+from groklab.atomic import write_bytes as write_bytes
+from groklab.atomic import write_figure as write_figure
+from groklab.atomic import write_json, write_text
 from groklab.errors import UserError
-
-if TYPE_CHECKING:
-    from groklab.tasks.dataset import TaskData
+from groklab.grokking import summarize
+from groklab.tasks import TASKS, generate
+from groklab.tasks.dataset import TaskData
+from groklab.tasks.io import load_dataset
 
 CONFIG = config.RUN_CONFIG
 META = "meta.json"
@@ -46,71 +56,14 @@ TENSORBOARD_DIR = "tensorboard"  # train.tensorboard = true: event files mirrori
 WANDB_DIR = "wandb"  # train.wandb = "offline": W&B's own folder, offline-run-<time>-<id>/ per process
 MIRRORED = ".mirrored.json"  # the last step each mirror holds, so a resumed run never writes a point twice
 LLM_EVAL = "llm-eval.json"  # `groklab llm-eval`: LLMs scored on the run's queries, beside the run's own model
-
-
-# --- the one atomic writer ------------------------------------------------------------------------------------
-def temp_sibling(path: Path) -> Path:
-    """A temp name beside `path`: the same folder (so the rename is atomic), a leading dot (never taken for a
-    run file), the process id (two writers never share one) and `path`'s own name last (matplotlib picks the
-    image format from the suffix)."""
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
-
-
-@contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """Write to the yielded temp file; on success one rename puts it at `path`, so a reader (a report on a live
-    sweep, a resume after kill -9) sees the old file or the new one, never half of one. A write that fails
-    (disk full) leaves no temp file."""
-    tmp = temp_sibling(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_bytes(path: Path, data: bytes) -> Path:
-    with atomic(path) as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
-def write_text(path: Path, text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, obj: object) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def write_figure(fig: Any, path: Path, dpi: float) -> Path:
-    """A matplotlib figure, in the format of `path`'s suffix (PNG); the caller closes the figure."""
-    with atomic(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    return path
-
-
-@contextmanager
-def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
-    """Fill the yielded temp folder; on success it is renamed to `final`, so `final` is whole or absent (a
-    checkpoint, an export, a dataset). `replace`: an existing `final` is swapped out (renamed aside, the new
-    folder renamed in, then the old one deleted), so the old one stays whole until the new one is in place (a
-    checkpoint saved again, a dataset regenerated); otherwise `final` must be absent or empty: never delete what
-    someone else put there. Leftovers of a crash are dot-folders named like `temp_sibling`'s."""
-    tmp = temp_sibling(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    old = temp_sibling(final.with_name(f"{final.name}.old"))
-    try:
-        yield tmp
-        if replace and final.exists():
-            os.replace(final, old)
-        elif final.exists():
-            final.rmdir()
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+# a sweep folder (groklab.sweep) and a curriculum folder (groklab.curriculum) hold run folders side by side, and
+MANIFEST = "sweep.json"  # the sweep's expansion: its keys, grid and runs (groklab.sweep.manifest)
+METHOD = "method"  # the pseudo-key that names a run's method in a sweep's overrides and in sweep.json
+IGNORED_WHEN_COMPARING = {"train.threads"}  # set per job from --jobs / resources; does not define the run
+PLAN = "curriculum.json"  # the curriculum's resolved plan
+REPORT_DIR = "report"  # the curriculum's report
+CARRIED = "--"  # `<stage>--<probe>`: an earlier stage's probe evaluated in a later one
+LEGACY_CARRIED = ":"  # the separator of older curriculum folders (not a portable file name), read as CARRIED
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -141,10 +94,14 @@ def read_summary(run_dir: Path) -> dict | None:
 
 
 def is_finished(run_dir: Path) -> bool:
-    """A final summary.json that covers the newest checkpoint. A summary older than a checkpoint belongs to an
-    earlier end of a run that has been resumed (and trains on), so that run is not finished; nor is one paused
-    before the end of its schedule (`Trainer.run(stop_at=...)`, summary "paused")."""
-    summary = read_summary(run_dir)
+    """A final summary.json that covers the newest checkpoint (`finished`)."""
+    return finished(read_summary(run_dir), run_dir)
+
+
+def finished(summary: dict | None, run_dir: Path) -> bool:
+    """Whether `summary` is final and covers the run's newest checkpoint. A summary older than a checkpoint belongs
+    to an earlier end of a run that has been resumed (and trains on), so that run is not finished; nor is one
+    paused before the end of its schedule (`Trainer.run(stop_at=...)`, summary "paused")."""
     final = summary.get("final_step") if summary else None
     return final is not None and not summary.get("paused") and final >= max(list_steps(run_dir), default=0)
 
@@ -187,13 +144,7 @@ def list_steps(run_dir: Path) -> list[int]:
 
 def load_task_data(cfg: config.RunConfig, data_dir: str | None) -> TaskData:
     """Generate the task from its config, or read a dataset folder (groklab or paper format)."""
-    if data_dir:
-        from groklab.tasks.io import load_dataset
-
-        return load_dataset(Path(data_dir))
-    from groklab.tasks import generate
-
-    return generate(cfg.data)
+    return load_dataset(Path(data_dir)) if data_dir else generate(cfg.data)
 
 
 def open_run(run_dir: Path) -> tuple[config.RunConfig, TaskData]:
@@ -202,6 +153,121 @@ def open_run(run_dir: Path) -> tuple[config.RunConfig, TaskData]:
     cfg = read_config(run_dir)
     source = read_json(run_dir / META).get("data_source", {})
     return cfg, load_task_data(cfg, source.get("dir"))
+
+
+# --- a run read back: the one object every reader gets ------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRecord:
+    """A run folder read back, the one way every reader sees a run (the API's `Run`, reports, the claims table,
+    warm starts): config.json as written and summary.json (None until the run first ends), and on demand its
+    metrics, its flattened config, its statistics so far and any other JSON file of the folder (analysis/...)."""
+
+    path: Path
+    config: dict  # config.json as written: {"data": {"task": ..., ...}, "model": {...}, ...}
+    summary: dict | None
+    files: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # `read`'s, each read once
+
+    @cached_property
+    def metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl (`read_metrics`)."""
+        return read_metrics(self.path)
+
+    @property
+    def finished(self) -> bool:
+        return finished(self.summary, self.path)
+
+    @cached_property
+    def flat_config(self) -> dict[str, Any]:
+        """`{"data.phi": 12.6, ...}`, read through the config classes (`comparable`)."""
+        return comparable(config.from_dict(self.config))
+
+    def stats(self) -> dict:
+        """summary.json's fields: a finished run's summary, else detected from the metrics logged so far the way
+        the trainer detects them, so a report on a live sweep (or a warm start from a live run) reads its progress."""
+        if self.finished:
+            return self.summary
+        flat, rows = self.flat_config, self.metrics
+        last = rows[-1] if rows else {}
+        roles = task_roles(flat["data.task"], rows)
+        return summarize(rows, roles, flat["train.fit_threshold"], flat["train.grok_threshold"]) | {
+            "final_step": last.get("step", 0),
+            "elapsed_s": last.get("elapsed_s", 0.0),
+        }
+
+    def read(self, name: str, missing_fix: str | None = None) -> Any:
+        """The run's JSON file `name` (relative to its folder: `analysis/tree-projection-gen.json`), read once."""
+        if name == SUMMARY and self.summary is not None:
+            return self.summary
+        if name not in self.files:
+            self.files[name] = read_json(self.path / name, missing_fix)
+        return self.files[name]
+
+
+def load_run(run_dir: Path, missing_fix: str | None = None) -> RunRecord:
+    """The run in `run_dir`, read back. `missing_fix`: the run must have ended, and a missing summary.json or
+    config.json is an error that says this (the claims table's committed runs); otherwise a run without a summary
+    yet reads as unfinished."""
+    summary = read_json(run_dir / SUMMARY, missing_fix) if missing_fix else read_summary(run_dir)
+    return RunRecord(run_dir, read_json(run_dir / CONFIG, missing_fix), summary)
+
+
+def comparable(cfg: config.RunConfig) -> dict[str, Any]:
+    """A config flattened (`{"data.phi": 12.6, ...}`) after a JSON round trip, so that tuples (betas) equal the lists
+    a config.json holds; built through the config classes, so a field added since a run was made reads at its
+    default and does not look like a difference."""
+    return config.flatten(json.loads(json.dumps(cfg.to_dict())))
+
+
+def task_roles(task: str, rows: list[dict]) -> dict[str, str]:
+    """The task's probe roles (as summary.json would give them) for an unfinished run: those of its TaskSpec
+    whose probe has been logged (empty probes never are)."""
+    if task not in TASKS:
+        raise UserError(f"unknown data.task={task!r} in a run's {CONFIG}")
+    present = {k.removesuffix("/acc") for r in rows for k in r}
+    return {role: probe for role, probe in TASKS[task].roles.items() if probe in present or not rows}
+
+
+# --- names made of values: sweep runs, carried probes ---------------------------------------------------------------
+def format_value(value: Any) -> str:
+    """A value as it reads in a run folder's name: 9.0 → 9, 1e-4 → 0.0001, [0.9, 0.98] → 0.9_0.98, 'ema' → ema."""
+    if isinstance(value, list | tuple):
+        return "_".join(format_value(v) for v in value)
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", value if isinstance(value, str) else config.format_value(value))
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """`data.phi` → `phi`, unless another key has the same last part (`data.seed`, `train.seed`)."""
+    last = [k.rpartition(".")[2] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
+
+
+def run_name(overrides: dict[str, Any], names: dict[str, str] | None = None, sep: str = ",") -> str:
+    """A sweep run's folder name, its grid point: `phi=3.6,seed=0`; keys by `names` (default: their `short_names`).
+    Reports label groups of runs the same way."""
+    names = names or short_names(list(overrides))
+    return sep.join(f"{names[k]}={format_value(v)}" for k, v in overrides.items())
+
+
+def portable(name: str) -> str:
+    """A probe or metric name with an older folder's `<stage>:<probe>` spelt as now, `<stage>--<probe>`."""
+    return name.replace(LEGACY_CARRIED, CARRIED)
+
+
+def carried_name(stage: str, probe: str) -> str:
+    """What `stage`'s probe is called in later stages: `<stage>--<probe>`, or its own name when `stage` carried it
+    from an earlier stage itself (it is named after the stage it belongs to)."""
+    probe = portable(probe)
+    return probe if CARRIED in probe else f"{stage}{CARRIED}{probe}"
+
+
+def earlier_probe_key(rows: list[dict], stage: str, probe: str) -> str | None:
+    """The metric key under which a later stage's `rows` log `stage`'s `probe`: its carried name, or, when the
+    later stage holds the same facts itself (same task and data seed, so the probe was not carried twice), its
+    own probe of that name; None when the later stage does not evaluate it."""
+    for key in (f"{carried_name(stage, probe)}/acc", f"{portable(probe)}/acc"):
+        if any(key in r for r in rows):
+            return key
+    return None
 
 
 # --- writing a run ------------------------------------------------------------------------------------------------
@@ -237,8 +303,7 @@ def git_sha() -> str | None:
 
 def meta(device: Any, data_source: dict, threads: int) -> dict:
     """Where and with what the run was made; `threads` is what the trainer will set, not the current count."""
-    import numpy as np
-    import torch
+    import torch  # the trainer has loaded it already; readers of a run never need it
 
     return {
         "groklab": groklab.__version__,

@@ -11,7 +11,6 @@ config is an error, never silently reused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import traceback
@@ -20,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groklab import config, runs
+from groklab import config, runs, sweep_backends
 from groklab.errors import UserError
 from groklab.grokking import NEVER
+from groklab.runs import IGNORED_WHEN_COMPARING, MANIFEST
 from groklab.sweep_file import Analysis, Point, Resources, Sweep, expand
-
-IGNORED_WHEN_COMPARING = {"train.threads"}  # set per job from --jobs / resources; does not define the run
-MANIFEST = "sweep.json"  # in the sweep folder, beside its runs
 
 
 @dataclass(frozen=True)
@@ -54,9 +51,7 @@ def state(run_dir: Path) -> str:
 
 def check_same_config(run_dir: Path, cfg: config.RunConfig) -> None:
     """A directory named after a grid point must hold that point's run, not one from an edited sweep file."""
-    # read through the config classes, so that a field added since (at its default) is not a difference
-    have = config.flatten(json.loads(json.dumps(runs.read_config(run_dir).to_dict())))
-    want = config.flatten(json.loads(json.dumps(cfg.to_dict())))
+    have, want = runs.comparable(runs.read_config(run_dir)), runs.comparable(cfg)
     for key in sorted((set(have) | set(want)) - IGNORED_WHEN_COMPARING):
         if have.get(key) != want.get(key):
             raise UserError(
@@ -144,6 +139,7 @@ def merged_manifest(earlier: dict, new: dict, out: Path) -> tuple[dict, list[str
 def execute(job: Job) -> dict:
     """Train one run to its end (start or resume) and draw its figure. Runs in a worker process (or Ray task);
     returns a plain dict and never raises, so one failed run does not stop the others."""
+    # the trainer and torch load in the worker only: planning a sweep, its --help and `groklab record` need neither
     import torch
 
     from groklab import train
@@ -196,8 +192,6 @@ def run(
     say: Callable[[str], None] = print,
 ) -> list[dict]:
     """Expand, plan, write sweep.json, then train what is missing; one status line per run as it ends."""
-    from groklab import sweep_backends
-
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
     points = expand(sweep)
@@ -236,4 +230,3 @@ def status_line(result: dict) -> str:
         result["action"], "done")
     analyzed = f"; analysed: {', '.join(result['analyzed'])}" if result.get("analyzed") else ""
     return f"{verb}: {outcome(summary)}, {summary['elapsed_s']:.0f} s{analyzed}"
-

@@ -42,12 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from groklab import config
+from groklab.analysis.methods import METHODS, supports  # names and tasks only: no torch, no trainer
 from groklab.errors import UserError
+from groklab.runs import METHOD, run_name
+from groklab.tasks import TASKS
 
 SWEEP_DIR = Path(__file__).parent / "sweeps"
 SECTIONS = {"model": config.ModelConfig, "train": config.TrainConfig, "filter": config.FilterConfig}
 TOP_KEYS = ("base", "description", "fixed", "grid", "resources", "analyze", "methods", "baseline")
-METHOD = "method"  # the pseudo-key that names a run's method in its overrides and in sweep.json
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,6 @@ def resolve(name_or_path: str) -> Path:
 def check_key(key: str, table: str, path: Path, task: Any) -> None:
     """Refuse a key that is not `section.name` of the config, naming the valid ones (`data.*` keys only once
     the task is known)."""
-    from groklab.tasks import TASKS
-
     classes = SECTIONS | ({"data": TASKS[task].config} if task in TASKS else {})
     with config.within(f"{path}: [{table}] "):
         section, name = config.split_key(key)
@@ -193,8 +193,6 @@ def parse_methods(raw: Any, grid: dict[str, list], path: Path, task: Any) -> tup
 
 
 def parse_analysis(raw: dict, path: Path, task: str | None) -> Analysis:
-    from groklab.analysis.methods import METHODS, supports  # names and tasks only: no torch, no trainer
-
     with config.within(f"{path}: "):
         analysis = config.build(Analysis, raw, "analyze")
         for method in analysis.methods:
@@ -219,24 +217,6 @@ def parse_resources(raw: dict, path: Path) -> Resources:
 
 
 # --- grid → runs --------------------------------------------------------------------------------------------
-def format_value(value: Any) -> str:
-    """A value as it reads in a directory name: 9.0 → 9, 1e-4 → 0.0001, [0.9, 0.98] → 0.9_0.98, 'ema' → ema."""
-    if isinstance(value, list | tuple):
-        return "_".join(format_value(v) for v in value)
-    return re.sub(r"[^A-Za-z0-9.+-]", "_", value if isinstance(value, str) else config.format_value(value))
-
-
-def short_names(keys: list[str]) -> dict[str, str]:
-    """`data.phi` → `phi`, unless another key has the same last part (`data.seed`, `train.seed`)."""
-    last = [k.rpartition(".")[2] for k in keys]
-    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
-
-
-def run_name(overrides: dict[str, Any]) -> str:
-    names = short_names(list(overrides))
-    return ",".join(f"{names[k]}={format_value(v)}" for k, v in overrides.items())
-
-
 def product(grid: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 

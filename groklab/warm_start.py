@@ -110,9 +110,7 @@ def select_step(warm: WarmStart) -> int:
     if warm.step == "last":
         return steps[-1]
     if warm.step == "grok":
-        from groklab.results import load_run  # grok step of a finished or a live run, as reports read it
-
-        grok = load_run(warm.run_dir).stats.get("grok_step")
+        grok = runs.load_run(warm.run_dir).stats().get("grok_step")  # a live parent's too, as reports read it
         later = [s for s in steps if grok is not None and s >= grok]
         if not later:
             why = "never grokked" if grok is None else f"grokked at step {grok} but has no checkpoint since"

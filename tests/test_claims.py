@@ -1,7 +1,6 @@
 """`groklab claims`: the claims table is computed from committed run summaries, never typed by hand.
 
-The 95% intervals use a table of Student's t(0.975, df) for df ≤ 30 (checked here against values of the t CDF
-computed with mpmath) and the Cornish-Fisher expansion beyond; scipy is not needed.
+The 95% intervals are groklab.stats' (tests/test_stats.py checks its t quantiles).
 """
 
 from __future__ import annotations
@@ -96,16 +95,6 @@ def test_interval_matches_the_formula():
     stat = claims.Stat((3000, 3400, 3500), never=0)
     s = math.sqrt((300**2 + 100**2 + 200**2) / 2)
     assert stat.mean == 3300 and stat.half_width == pytest.approx(4.3027 * s / math.sqrt(3))
-
-
-def test_t_quantiles():
-    # t(0.975, df) from the Student t CDF (regularised incomplete beta, mpmath): the table, then the expansion
-    exact = {1: 12.7062, 2: 4.3027, 10: 2.2281, 30: 2.0423, 31: 2.0395, 40: 2.0211, 60: 2.0003, 120: 1.9799}
-    for df, t in exact.items():
-        assert claims.t975(df) == pytest.approx(t, abs=1e-4), df
-    assert claims.t975(10**6) == pytest.approx(1.95996, abs=1e-4)  # the normal quantile
-    with pytest.raises(ValueError):
-        claims.t975(0)
 
 
 def test_never_is_counted_not_averaged(docs, capsys):

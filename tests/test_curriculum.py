@@ -196,7 +196,7 @@ def test_shipped_curricula_validate():
 def test_earlier_probe_key_finds_same_facts_under_their_own_name():
     """A later stage on the same knowledge base evaluates an earlier stage's id_atomic under its own name (it is
     not carried twice): the forgetting table and figure must read it there, or the forgetting is invisible."""
-    from groklab.curriculum import earlier_probe_key
+    from groklab.runs import earlier_probe_key
 
     own = [{"step": 0, "id_atomic/acc": 1.0}, {"step": 50, "id_atomic/acc": 0.02}]
     assert earlier_probe_key(own, "atomic", "id_atomic") == "id_atomic/acc"

@@ -13,7 +13,7 @@ from groklab import config, runs
 from groklab.cli import main
 from groklab.figures.across_runs import accuracy_metrics
 from groklab.report import table
-from groklab.results import collect, load_run
+from groklab.results import RunResult, collect
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NOT_STARTED = {"name": "s", "keys": ["data.phi"], "grid": {"data.phi": [9]}, "fixed": {}, "base": "demo.toml",
@@ -36,7 +36,7 @@ def fake_run(run_dir, phi, seed, grok_at, steps=8000, finished=True):
                      "test_inferred_ood/acc": 0.01, "id_atomic/acc": fit, "elapsed_s": step / 20})
     runs.rewrite_metrics(run_dir, rows)
     if finished:
-        found = load_run(run_dir).stats  # detected from the metrics, as the trainer's summary would be
+        found = runs.load_run(run_dir).stats()  # detected from the metrics, as the trainer's summary would be
         runs.write_json(run_dir / "summary.json", found | {"final_step": last, "steps_per_epoch": 50})
 
 
@@ -103,14 +103,14 @@ def test_delay_is_memorise_to_grok_even_when_a_training_probe_is_memorised_after
         row["ood_atomic/acc"] = 1.0 if row["step"] >= 5000 else 0.5
     runs.rewrite_metrics(tmp_path / "r", rows)
     (tmp_path / "r" / "summary.json").unlink()
-    stats = load_run(tmp_path / "r").stats
+    stats = runs.load_run(tmp_path / "r").stats()
     assert stats["fit_step"] > stats["grok_step"]  # every fact memorised only after the grok
-    steps, epochs = load_run(tmp_path / "r").delay()
+    steps, epochs = RunResult.of(runs.load_run(tmp_path / "r")).delay()
     assert steps == stats["grok_step"] - stats["train_reaches_grok_level_step"] > 0
     assert epochs == pytest.approx(steps / 50)
     old = {k: v for k, v in stats.items() if k != "delay_epochs"}
     runs.write_json(tmp_path / "r" / "summary.json", old | {"final_step": 8000})
-    assert load_run(tmp_path / "r").delay() == (steps, pytest.approx(epochs))
+    assert RunResult.of(runs.load_run(tmp_path / "r")).delay() == (steps, pytest.approx(epochs))
 
 
 def test_report_of_loose_runs_finds_the_keys_that_differ(tmp_path):

@@ -70,11 +70,11 @@ def test_a_committed_run_can_be_a_sweeps_base(tmp_path):
 
 
 def test_names_disambiguate_keys_and_format_values():
-    assert sweep_file.run_name({"data.seed": 1, "train.seed": 2}) == "data.seed=1,train.seed=2"
-    assert sweep_file.run_name({"train.lr": 1e-4, "train.betas": [0.9, 0.98], "model.tie_embeddings": True}) == (
+    assert runs.run_name({"data.seed": 1, "train.seed": 2}) == "data.seed=1,train.seed=2"
+    assert runs.run_name({"train.lr": 1e-4, "train.betas": [0.9, 0.98], "model.tie_embeddings": True}) == (
         "lr=0.0001,betas=0.9_0.98,tie_embeddings=true"
     )
-    assert sweep_file.format_value(0.1 + 0.2) == "0.30000000000000004"  # exact, never a silent collision
+    assert runs.format_value(0.1 + 0.2) == "0.30000000000000004"  # exact, never a silent collision
 
 
 def test_nested_tables_mean_the_same_as_dotted_keys(tmp_path):

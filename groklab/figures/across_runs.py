@@ -6,16 +6,19 @@ Draws `RunResult`s (run directories already loaded by `groklab.results`); never 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
+
 from groklab import runs
 from groklab.figures import plt, save
 from groklab.results import NEVER_GROKKED, UNFINISHED, RunResult
-from groklab.sweep_file import format_value, short_names
+from groklab.runs import format_value, run_name, short_names
+from groklab.stats import half_width_95
 
 # y axes: "log" (counts such as steps: log scale when every value is positive), "signed" (a delay, which can be
 # negative: linear, with a line at zero), "linear" (accuracies and scores)
@@ -50,7 +53,7 @@ def grok_figure(results: list[RunResult], key: str, keys: list[str], out: Path) 
     replicated = any(k.endswith(".seed") for k in keys)
     series: dict[str, list[RunResult]] = {}
     for r in results:
-        label = ", ".join(f"{short_names(keys)[k]}={format_value(r.config.get(k))}" for k in others)
+        label = run_name({k: r.config.get(k) for k in others}, short_names(keys), ", ")
         series.setdefault(label, []).append(r)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=110, sharex=True)
     for ax, (title, metric, y_axis) in zip(axes.flat, METRICS, strict=True):
@@ -144,12 +147,7 @@ def tree_figure(results: list[RunResult], key: str, out: Path) -> Path | None:
 
 def mean_and_half_width(values: list[float]) -> tuple[float, float]:
     """Mean and half the 95% Student-t interval of the mean (0 with fewer than 3 values: no interval drawn)."""
-    from groklab.claims import MIN_RUNS, t975
-
-    mean = statistics.fmean(values)
-    if len(values) < MIN_RUNS:
-        return mean, 0.0
-    return mean, t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return statistics.fmean(values), half_width_95(values) or 0.0
 
 
 def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metric: Callable, color: str,
@@ -176,8 +174,6 @@ def draw_series(ax: Any, group: list[RunResult], key: str, x_of: Callable, metri
 
 
 def legend_proxies(results: list[RunResult]) -> list[Any]:
-    from matplotlib.lines import Line2D
-
     style = {"color": "grey", "linestyle": "none"}
     proxies = [Line2D([], [], marker="o", markersize=4, alpha=0.5, label="one run", **style)]
     if any(r.state == NEVER_GROKKED for r in results):
@@ -201,8 +197,6 @@ def finish_axis(ax: Any, title: str, key: str, numeric: bool, order: list[Any], 
     if not numeric:
         ax.set_xticks(range(len(order)), [format_value(v) for v in order])
     elif len(order) <= 12:  # a tick at each swept value (not 2.25, 2.5 … between 2 and 4 layers)
-        from matplotlib.ticker import NullLocator
-
         ax.set_xticks(order, [format_value(v) for v in order])
         ax.xaxis.set_minor_locator(NullLocator())
     ax.set_ymargin(0.2)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from groklab.curriculum import earlier_probe_key
 from groklab.figures import plt, save
+from groklab.grokking import fit_probes, grok_probe
+from groklab.runs import earlier_probe_key
 
 
 def stage_offsets(stages: list[tuple[str, list[dict], dict]]) -> list[int]:
@@ -22,8 +23,6 @@ def stage_offsets(stages: list[tuple[str, list[dict], dict]]) -> list[int]:
 def curriculum_figure(stages: list[tuple[str, list[dict], dict]], out: Path, title: str = "") -> Path:
     """`stages`: (name, metrics rows, roles) in order. Linear step axis (the stages are laid end to end); a stage's
     train probe dashed, its grok probe solid, and the same two faded where later stages evaluate them (forgetting)."""
-    from groklab.grokking import fit_probes, grok_probe
-
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
     offsets = stage_offsets(stages)
     colour = {name: f"C{i}" for i, (name, _, _) in enumerate(stages)}

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from groklab import config
+from groklab import typed
 from groklab.errors import UserError
 from groklab.tasks import comparison, complex, composition, dyck, logic, modular, paper, structural
 from groklab.tasks.dataset import REQUIRED_ROLES, Split, TaskData
@@ -85,7 +85,7 @@ def generate(cfg: Any) -> TaskData:
         raise UserError(f"data.task={getattr(cfg, 'task', None)!r} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
     if not isinstance(cfg, spec.config):
         raise UserError(f"data.task={cfg.task!r} needs a {spec.config.__name__}, got {type(cfg).__name__}")
-    config.check_fields(cfg, "data")  # types, choices, finite numbers: also for configs built in Python
+    typed.check_fields(cfg, "data")  # types, choices, finite numbers: also for configs built in Python
     cfg.validate()
     return without_empty_probes(spec.generate(cfg))
 

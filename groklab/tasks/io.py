@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from groklab.atomic import atomic_dir
 from groklab.errors import UserError
-from groklab.runs import atomic_dir
 from groklab.tasks import TASKS
 from groklab.tasks.comparison import TEMPLATE_POSITIONS
 from groklab.tasks.dataset import Split, TaskData, Vocab
