@@ -157,6 +157,10 @@ class TrainConfig:
     warmup_from_zero: bool = False
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = 0.1  # cosine: final lr as a fraction of lr
+    # cosine: the update at which the lr reaches min_lr_ratio·lr and stays (0 = train.steps). A short decay lets a
+    # model memorise at a falling lr (less gradient noise) and then wait on a plateau at the floor, where weight
+    # decay keeps shrinking the weights until the generalising circuit wins (the demo)
+    decay_steps: int = 0
     grad_clip: float = 1.0  # 0 disables clipping
     explode_grad_norm: float = 1e4  # stop when the (filtered, unclipped) gradient norm exceeds this; 0 = never
     check_every: int = 50  # updates between checks for a non-finite loss or exploding gradient norm
@@ -184,7 +188,8 @@ class TrainConfig:
             raise UserError(f"train.lr={self.lr} must be > 0")
         if not all(0 <= b < 1 for b in self.betas):  # as torch's Adam requires, refused before a run folder exists
             raise UserError(f"train.betas={format_value(self.betas)} must both be in [0, 1), e.g. [0.9, 0.999]")
-        nonneg = ("warmup_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm", "eval_batch_size")
+        nonneg = ("warmup_steps", "decay_steps", "grad_clip", "weight_decay", "threads", "explode_grad_norm")
+        nonneg += ("eval_batch_size",)
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name}={getattr(self, name)} must be >= 0")

@@ -84,13 +84,14 @@ def lr_scale(cfg: FilterConfig) -> float:
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier on cfg.lr for update number `step` (0-based): linear warm-up, then constant or cosine.
+    """Multiplier on cfg.lr for update number `step` (0-based): linear warm-up, then constant or cosine (to
+    min_lr_ratio at train.decay_steps, or at the run's end when it is 0; constant after it).
     The warm-up reaches lr at update warmup_steps − 1, or (train.warmup_from_zero) starts at lr 0 and reaches
     it at update warmup_steps, as torch's LambdaLR(lambda update: update / warmup) does in Grokfast's code."""
     if step < cfg.warmup_steps:
         return (step if cfg.warmup_from_zero else step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
-    span = max(1, cfg.steps - cfg.warmup_steps)
+    span = max(1, (cfg.decay_steps or cfg.steps) - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

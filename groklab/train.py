@@ -24,7 +24,7 @@ from groklab.accelerators import GRAD_TRANSFORMS, LOSSES, diagnostics, make_filt
 from groklab.errors import UserError
 from groklab.grokking import summarize
 from groklab.metrics import DeviceSplit, ProbeEvaluator, label_smoothed, training_loss
-from groklab.model import Transformer
+from groklab.model import Transformer, matrices
 from groklab.optim import lr_factor, lr_scale, make_optimizer
 from groklab.schedule import log_spaced_steps
 from groklab.tasks import no_information, shortcut_baseline
@@ -138,6 +138,7 @@ class Trainer:
         # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
         self.step_model = torch.compile(self.model, dynamic=False) if tcfg.compile else self.model
         self.params = list(self.model.parameters())  # each shared or tied parameter once
+        self.matrices = matrices(self.model)
         self.optimizer = make_optimizer(self.model, tcfg, lr_scale(cfg.filter), cfg.accelerator)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]  # what the schedule multiplies
         self.filter = make_filter(self.model, cfg.filter)
@@ -233,6 +234,7 @@ class Trainer:
             self.grad_weight_cos = None
         row["train/softmax_collapse"] = diagnostics.softmax_collapse(self.model, self.collapse_rows)
         row["weights/norm"] = diagnostics.weight_norm(self.params)
+        row["weights/matrix_norm"] = diagnostics.weight_norm(self.matrices)  # without LayerNorm gains and biases
         self.loss_sum.zero_()
         self.loss_count = 0
         self.grad_norm_max.zero_()

@@ -92,6 +92,16 @@ def test_lr_warmup_then_constant_or_cosine():
     assert lr_factor(110, cos) == pytest.approx(0.1)
 
 
+def test_cosine_with_decay_steps_reaches_the_floor_early_and_stays():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, steps=1000, schedule="cosine", min_lr_ratio=0.3, decay_steps=110)
+    assert lr_factor(60, cfg) == pytest.approx(0.65)  # halfway through the decay
+    assert lr_factor(110, cfg) == pytest.approx(0.3)
+    assert lr_factor(999, cfg) == pytest.approx(0.3)  # the floor holds to the run's end
+    assert lr_factor(60, TrainConfig(lr=1.0, warmup_steps=10, steps=110, schedule="cosine", min_lr_ratio=0.3)) == (
+        pytest.approx(lr_factor(60, cfg))
+    )  # decay_steps = steps is the plain cosine
+
+
 def test_warmup_from_zero_gives_the_first_update_lr_0_like_lambdalr():
     """Grokfast's code: LambdaLR(lambda update: 1 if update > 10 else update / 10) — update 0 has lr 0."""
     cfg = TrainConfig(lr=1.0, warmup_steps=10, steps=100, warmup_from_zero=True)

@@ -1,7 +1,8 @@
 """Cheap measurements of what the accelerators act on, logged at every evaluation (Prieto et al., ICLR 2025).
 
 - `weights/norm`: global L2 norm of all parameters (each shared parameter once). Weight decay shrinks it,
-  naive loss minimisation grows it.
+  naive loss minimisation grows it. `weights/matrix_norm`: the same over weight matrices and embeddings only
+  (at init the LayerNorm gains, all ones, dominate `weights/norm` of a small model).
 - `train/softmax_collapse`: fraction of a fixed sample of the train probe whose answer probability is exactly 1
   under float32 softmax, so that their float32 cross-entropy gradient is zero. The forward runs in float32
   (no autocast) and the answer is the probe's answer token (for sequence tasks the decisive token).

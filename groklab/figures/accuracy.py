@@ -48,7 +48,7 @@ DIAGNOSTICS = {
     "train/softmax_collapse": ("tab:red", "softmax collapse (fraction of training answers at p = 1)"),
     "train/grad_weight_cos": ("tab:purple", "cos(gradient, weights)"),
 }
-WEIGHT_NORM = "weights/norm"
+WEIGHT_NORMS = ("weights/matrix_norm", "weights/norm")  # the first a run logged is drawn: matrices, else all
 
 
 def accuracy_curves(
@@ -59,7 +59,7 @@ def accuracy_curves(
     them, the weight norm, softmax collapse and gradient–weight cosine on the same step axis (Prieto et al.'s
     signs of naive loss minimisation)."""
     points = [r for r in rows if r["step"] > 0]
-    diagnosed = any(WEIGHT_NORM in r or any(k in r for k in DIAGNOSTICS) for r in points)
+    diagnosed = any(k in r for r in points for k in (*WEIGHT_NORMS, *DIAGNOSTICS))
     if diagnosed:
         fig, (ax, lower) = plt.subplots(2, 1, figsize=(7, 6), dpi=120, sharex=True, height_ratios=(2.2, 1))
         draw_diagnostics(lower, points, summary)
@@ -77,12 +77,23 @@ def accuracy_curves(
     for key, style in (("fit_step", ":"), ("grok_step", "--")):
         if summary and summary.get(key):
             ax.axvline(summary[key], color="grey", linestyle=style, label=f"{key.split('_')[0]} @ {summary[key]}")
+    plateau = plateau_span(summary)
+    if plateau:
+        fit, grok = plateau
+        ax.axvspan(fit, grok, color="gold", alpha=0.18, label="plateau: every training fact memorised, test not yet")
+        title = f"{title}\nmemorised at step {fit:,}, generalised at {grok:,}: grok / fit = {grok / fit:.1f}"
     ax.set(xscale="log", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
     (lower if diagnosed else ax).set_xlabel("optimisation step (log)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return save(fig, out)
+
+
+def plateau_span(summary: dict | None) -> tuple[int, int] | None:
+    """(fit step, grok step) when the run memorised its training data before it generalised, else None."""
+    fit, grok = (summary or {}).get("fit_step"), (summary or {}).get("grok_step")
+    return (fit, grok) if fit and grok and grok > fit else None
 
 
 def draw_diagnostics(ax, points: list[dict], summary: dict | None) -> None:
@@ -94,12 +105,14 @@ def draw_diagnostics(ax, points: list[dict], summary: dict | None) -> None:
                     label=label)
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.set(ylim=(-1.05, 1.05), ylabel="fraction / cosine")
-    steps = [r["step"] for r in points if WEIGHT_NORM in r]
-    if steps:
+    norm_key = next((k for k in WEIGHT_NORMS if any(k in r for r in points)), None)
+    if norm_key:
+        steps = [r["step"] for r in points if norm_key in r]
         norm_ax = ax.twinx()
-        norm_ax.plot(steps, [r[WEIGHT_NORM] for r in points if WEIGHT_NORM in r], color="black", linewidth=1,
-                     linestyle="--", label="weight norm (right axis)")
-        norm_ax.set_ylabel("weight L2 norm")
+        what = "weight matrices' norm" if norm_key == WEIGHT_NORMS[0] else "weight norm"
+        norm_ax.plot(steps, [r[norm_key] for r in points if norm_key in r], color="black", linewidth=1,
+                     linestyle="--", label=f"{what} (right axis)")
+        norm_ax.set_ylabel("L2 norm")
         lines = ax.get_legend_handles_labels()[0] + norm_ax.get_legend_handles_labels()[0]
         ax.legend(handles=lines, loc="lower left", fontsize=7)
     elif ax.get_legend_handles_labels()[0]:
@@ -107,6 +120,8 @@ def draw_diagnostics(ax, points: list[dict], summary: dict | None) -> None:
     for key, style in (("fit_step", ":"), ("grok_step", "--")):
         if summary and summary.get(key):
             ax.axvline(summary[key], color="grey", linestyle=style)
+    if plateau_span(summary):
+        ax.axvspan(*plateau_span(summary), color="gold", alpha=0.18)
     ax.grid(alpha=0.3)
 
 
