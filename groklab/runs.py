@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import groklab
-from groklab import config
+from groklab import config, sizes
 from groklab.atomic import atomic as atomic  # the one atomic writer, spelt runs.X by every writer of a run
 from groklab.atomic import atomic_dir as atomic_dir
 from groklab.atomic import temp_sibling as temp_sibling
@@ -144,6 +144,7 @@ def list_steps(run_dir: Path) -> list[int]:
 
 def load_task_data(cfg: config.RunConfig, data_dir: str | None) -> TaskData:
     """Generate the task from its config, or read a dataset folder (groklab or paper format)."""
+    sizes.check_run(cfg)  # one error line, before anything is built, for a size this machine cannot hold
     return load_dataset(Path(data_dir)) if data_dir else generate(cfg.data)
 
 

@@ -21,7 +21,7 @@ TRAINING = ("groklab.train", "groklab.sweep", "groklab.sweep_backends", "groklab
             "groklab.analysis.over_checkpoints")
 # what the run folder's owner may stand on
 BELOW_RUNS = ("groklab.runs", "groklab.atomic", "groklab.config", "groklab.typed", "groklab.errors", "groklab.tasks",
-              "groklab.grokking")
+              "groklab.grokking", "groklab.sizes")
 
 
 def module_name(path: Path, root: Path) -> str:

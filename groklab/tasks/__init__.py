@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from groklab import typed
+from groklab import sizes, typed
 from groklab.errors import UserError
 from groklab.tasks import comparison, complex, composition, dyck, logic, modular, paper, structural
 from groklab.tasks.dataset import REQUIRED_ROLES, Split, TaskData
@@ -87,6 +87,7 @@ def generate(cfg: Any) -> TaskData:
         raise UserError(f"data.task={cfg.task!r} needs a {spec.config.__name__}, got {type(cfg).__name__}")
     typed.check_fields(cfg, "data")  # types, choices, finite numbers: also for configs built in Python
     cfg.validate()
+    sizes.check_data(cfg)  # one error line, before generating, for data this machine cannot hold
     return without_empty_probes(spec.generate(cfg))
 
 

@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.sizes import DataSize
 from groklab.tasks.dataset import Split, TaskData
 from groklab.tasks.knowledge import (
     ABSENT,
@@ -76,6 +77,16 @@ class ComparisonConfig:
         """Pool per ID atomic fact: each ID entity meets (n_id - 1) others, (1 - test_id_fraction) kept."""
         return (self.n_entities - self.n_ood - 1) * (1 - self.test_id_fraction)
 
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): every entity pair of every attribute as candidate
+        (PAIR_BYTES each), all atomic facts, the φ-sampled comparisons and at most five probes (at probe_size = 0:
+        all of them)."""
+        n_inferred = round(self.phi * self.n_atomic_id)
+        n_atomic = self.n_attributes * self.n_entities
+        probes = 5 * self.probe_size or n_atomic + n_inferred + 2 * n_pairs(self)
+        return DataSize(rows=n_atomic + n_inferred + probes, n_ctx=max(TEMPLATE_POSITIONS[self.template].values()) + 1,
+                        vocab=kb_vocab(self), knobs=KB_KNOBS, scratch=n_pairs(self) * PAIR_BYTES)
+
     def validate(self) -> None:
         validate_kb(self, "comparison")
         if not 0 <= self.phi <= self.max_phi:
@@ -98,6 +109,21 @@ class KBConfig(Protocol):
 
     @property
     def n_ood(self) -> int: ...
+
+
+KB_KNOBS = ("data.n_entities", "data.n_attributes")  # what makes a knowledge base large (sizes.py)
+PAIR_BYTES = 40  # per entity pair while generating: attribute and entities (int32), OOD count, split draw, copies
+
+
+def n_pairs(cfg: KBConfig) -> int:
+    """Unordered pairs of distinct entities, every attribute: the candidates `attribute_pairs` builds."""
+    return cfg.n_attributes * cfg.n_entities * (cfg.n_entities - 1) // 2
+
+
+def kb_vocab(cfg: KBConfig) -> int:
+    """<pad>, entities, attributes, values, three labels per attribute and the paper template's separators."""
+    separators = len(SEPARATORS) if getattr(cfg, "template", "short") == "paper" else 0
+    return 1 + cfg.n_entities + cfg.n_attributes + cfg.n_values + 3 * cfg.n_attributes + separators
 
 
 def validate_kb(cfg: KBConfig, task: str) -> None:

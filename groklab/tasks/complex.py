@@ -28,7 +28,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from groklab.errors import UserError
-from groklab.tasks.comparison import atomic_split, comparison_split, kb_layout, validate_kb
+from groklab.sizes import FLOAT32 as FLOAT32_BYTES
+from groklab.sizes import DataSize
+from groklab.tasks.comparison import (
+    KB_KNOBS,
+    PAIR_BYTES,
+    atomic_split,
+    comparison_split,
+    kb_layout,
+    kb_vocab,
+    n_pairs,
+    validate_kb,
+)
 from groklab.tasks.dataset import TaskData
 from groklab.tasks.knowledge import (
     AttributeKB,
@@ -65,6 +76,19 @@ class ComplexConfig:
     @property
     def n_ood(self) -> int:
         return round(self.ood_fraction * self.n_entities)
+
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): every entity pair as candidate (PAIR_BYTES each) and, per
+        attribute, |E|×|E| float32 reachability matrices; the ID atomic facts, the sampled ID–ID and ID–OOD
+        comparisons, and the probes (ood_atomic whole; at probe_size = 0, all of them)."""
+        n_id = self.n_entities - self.n_ood
+        id_id = self.n_attributes * n_id * (n_id - 1) * (1 - self.test_id_fraction) * self.id_id_fraction
+        id_ood = self.n_attributes * 2 * n_id * self.n_ood * self.id_ood_fraction
+        train = self.n_attributes * n_id + id_id + id_ood
+        probes = (3 * self.probe_size or train) + self.n_attributes * self.n_ood + 3 * self.n_test_per_label
+        reach = 3 * FLOAT32_BYTES * self.n_entities**2
+        return DataSize(rows=round(train + probes), n_ctx=3, vocab=kb_vocab(self), knobs=KB_KNOBS,
+                        scratch=n_pairs(self) * PAIR_BYTES + reach)
 
     def validate(self) -> None:
         validate_kb(self, "complex")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.sizes import DataSize
 from groklab.tasks.dataset import Split, TaskData
 from groklab.tasks.knowledge import (
     ABSENT,
@@ -27,6 +28,9 @@ from groklab.tasks.knowledge import (
 )
 from groklab.tasks.vocab import Layout, build_layout, entity_tokens, relation_tokens
 
+# bytes per two-hop chain while generating: both hops' fact numbers (int64), their OOD flags, the test draw,
+# the pool's indices and its permutation (sizes.py)
+CHAIN_BYTES = 72
 ROLES = {
     "train": "train_inferred",
     "test_id": "test_inferred_id",
@@ -73,6 +77,16 @@ class CompositionConfig:
     def max_phi(self) -> float:
         """Expected pool size per ID atomic fact: (1-ood)·(1-p_test)·out-degree (science.md §1: ≈0.95·20)."""
         return (1 - self.ood_fraction) * (1 - self.test_id_prob) * self.relations_per_entity
+
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): every two-hop chain |E|·k·k as candidate (CHAIN_BYTES each),
+        the training facts and at most five probes (all of them at probe_size = 0) of 3 tokens."""
+        n_chains = self.n_atomic * self.relations_per_entity
+        n_inferred = round(self.phi * (self.n_atomic - self.n_atomic_ood))
+        train = self.n_atomic * self.atomic_repeat + self.n_atomic_ood * (self.ood_atomic_repeat - 1) + n_inferred
+        probes = 5 * self.probe_size or self.n_atomic + n_inferred + n_chains * (self.test_id_prob + self.ood_fraction)
+        return DataSize(rows=round(train + probes), n_ctx=3, vocab=1 + self.n_entities + self.n_relations,
+                        knobs=("data.n_entities", "data.relations_per_entity"), scratch=n_chains * CHAIN_BYTES)
 
     def validate(self) -> None:
         if self.task != "composition":

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.sizes import PYTHON_TOKEN_BYTES, DataSize
 from groklab.tasks.dataset import TaskData
 from groklab.tasks.knowledge import sample_probe, shuffled, split_sizes
 from groklab.tasks.structural_split import (
@@ -65,6 +66,15 @@ class DyckConfig:
     n_gen: int = 500
     loss_on: LossMode = "full"  # full: LM loss on the whole sequence (Murty et al.); output: only on the output
     probe_size: int = 500  # max examples per probe (0 = whole splits)
+
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): the prefixes as Python objects (with their trees) and one
+        sequence each, prefix, marker, closing brackets and end token, plus the probes."""
+        n_ctx = self.max_length + 2 + min(self.max_length, self.gen_max_depth)
+        prefixes = self.n_train + self.n_test + self.n_gen
+        return DataSize(rows=prefixes + 3 * self.probe_size, n_ctx=n_ctx, vocab=2 * self.n_types + 4,
+                        knobs=("data.n_train", "data.max_length"),
+                        scratch=prefixes * n_ctx * PYTHON_TOKEN_BYTES, sequence=True)
 
     def validate(self) -> None:
         if self.task != "dyck":

@@ -42,6 +42,7 @@ from typing import Literal
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.sizes import PYTHON_TOKEN_BYTES, DataSize
 from groklab.tasks.dataset import ABSENT, Split, TaskData
 from groklab.tasks.knowledge import concat, make_split, sample_probe, shuffled, split_sizes
 from groklab.tasks.vocab import Layout, build_layout
@@ -77,6 +78,18 @@ class LogicConfig:
     @property
     def n_assignments(self) -> int:
         return 2**self.n_vars
+
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): every formula of depth ≤ depth (as Python tuples) under
+        every assignment, the sampled deeper formulas of test_ood, and the probes; inputs are the assignment
+        and the longest formula one deeper (a full binary tree: 2^(depth+2) − 1 symbols) and `=`."""
+        n_ctx = self.n_vars + 2 ** (self.depth + 2)
+        n_id = formula_count(self.n_vars, self.depth)
+        n_ood = min(self.probe_size or 3000, formula_count(self.n_vars, self.depth + 1) - n_id)
+        formulas = n_id + n_ood
+        return DataSize(rows=n_id * self.n_assignments + n_ood + 3 * self.probe_size, n_ctx=n_ctx,
+                        vocab=self.n_vars + 8, knobs=("data.probe_size", "data.depth"),
+                        scratch=formulas * n_ctx * PYTHON_TOKEN_BYTES)
 
     def validate(self) -> None:
         if self.task != "logic":

@@ -12,11 +12,13 @@ from typing import Literal
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.sizes import DataSize
 from groklab.tasks.dataset import TaskData
 from groklab.tasks.knowledge import choose, make_split, sample_probe, shuffled, split_sizes
 from groklab.tasks.vocab import build_layout
 
 ROLES = {"train": "train_sample", "test_id": "valid"}
+TABLE_BYTES = 64  # per equation while generating: the x, y, z columns and the split's mask (sizes.py)
 
 
 def inverses(p: int) -> np.ndarray:
@@ -53,6 +55,13 @@ class ModularConfig:
     def table_size(self) -> int:
         excluded_zero = OPERATIONS[self.operation][1]
         return self.modulus * (self.modulus - 1 if excluded_zero else self.modulus)
+
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): the whole table as equations `x op y =` (and its x, y, z
+        columns, TABLE_BYTES a row) split into training and valid, and a sample of the training split."""
+        sample = self.probe_size or round(self.train_fraction * self.table_size)
+        return DataSize(rows=self.table_size + sample, n_ctx=4, vocab=self.modulus + 3, knobs=("data.modulus",),
+                        scratch=self.table_size * TABLE_BYTES)
 
     def validate(self) -> None:
         if self.task != "modular":

@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from groklab.errors import UserError
+from groklab.sizes import PYTHON_TOKEN_BYTES, DataSize
 from groklab.tasks.dataset import TaskData
 from groklab.tasks.grammar import (
     INTRANSITIVE,
@@ -42,6 +43,7 @@ from groklab.tasks.structural_split import EOS, ROLES, Draws, Example, LossMode,
 from groklab.tasks.vocab import build_layout
 
 MAX_DEPTH = 4  # modifiers nested deeper make sentences of 60+ tokens, past any CPU-sized context
+SENTENCE_TOKENS = 12  # tokens of a sentence per level of nesting, about at most (17 at max_depth 1, 44 at 4)
 MAX_DRAWS_PER_SENTENCE = 20  # draws allowed per sentence asked for before the grammar counts as too small
 # agreement class of a sentence -> the buckets it may fill, in order of preference
 ROUTES = {"agree": ("test", "train"), "gen": ("gen", "train"), "neither": ("train",)}
@@ -82,6 +84,17 @@ class GrammarTaskConfig:
     max_depth: int = 1  # PP / RC nesting: 1 = modifiers' own NPs are bare (McCoy et al.'s fragment)
     loss_on: LossMode = "full"  # full: LM loss on the whole sequence (Murty et al.); output: only on the output
     probe_size: int = 500  # max examples per probe (0 = whole splits)
+
+    def size(self) -> DataSize:
+        """What `generate` builds (groklab/sizes.py): the sentences as Python objects, an identity and at most a
+        transformed example per training sentence, one per held-out sentence, and the probes; a sequence is
+        input, marker and output (each at most SENTENCE_TOKENS · (max_depth + 1) tokens) and the end token."""
+        n_ctx = 2 * SENTENCE_TOKENS * (self.max_depth + 1) + 2
+        sentences = self.n_train + self.n_test + self.n_gen
+        return DataSize(rows=2 * self.n_train + self.n_test + self.n_gen + 3 * self.probe_size, n_ctx=n_ctx,
+                        vocab=4 + len(Lexicon.sized(self.n_nouns, self.n_verbs).words()),  # <pad>, <eos>, markers
+                        knobs=("data.n_train", "data.max_depth"), scratch=sentences * n_ctx * PYTHON_TOKEN_BYTES,
+                        sequence=True)
 
     def validate(self) -> None:
         if self.task != self.TASK:
