@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from groklab import config, runs
@@ -192,25 +196,92 @@ def test_tree_projection_figure_only_for_analysed_runs(sweep_dir, tmp_path):
 
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# headless and offline: no sandbox (CI runs as root), no GPU, no network of any kind (the notebooks' pages name
+# scripts on a CDN: refused at once instead of waited for), a fresh profile per call
+BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND", "--hide-scrollbars")
+# appended to a copy of a page: once it has loaded, how many of its images the browser decoded
+COUNT_IMAGES = ("<script>addEventListener('load', () => { const i = [...document.images], p = "
+                "document.createElement('pre'); p.id = 'groklab-check'; p.textContent = JSON.stringify({images: "
+                "i.length, decoded: i.filter(x => x.complete && x.naturalWidth > 0).length, text: "
+                "document.body.innerText.length}); document.body.append(p); });</script>")
+TUTORIAL_PAGES = sorted((Path(__file__).resolve().parents[1] / "docs" / "tutorials").glob("*.html"))
 
 
-@pytest.mark.skipif(not any(shutil.which(b) for b in BROWSERS), reason="no headless Chromium on this machine")
-def test_report_renders_in_a_headless_browser(sweep_dir, tmp_path):
-    """The page as a browser draws it: the table at the top and the embedded figures below are painted."""
+@pytest.fixture
+def browser(tmp_path):
+    """Run headless Chromium on a page with these arguments; its stdout. Skipped where none is installed, unless
+    GROKLAB_REQUIRE_BROWSER is set (.ci/run sets it, after installing Debian's chromium): there it fails."""
+    found = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if found is None:
+        if os.environ.get("GROKLAB_REQUIRE_BROWSER"):
+            pytest.fail("GROKLAB_REQUIRE_BROWSER is set but no chromium is installed: apt-get install chromium")
+        pytest.skip("no headless Chromium on this machine (apt-get install chromium; .ci/run installs it)")
+    profiles = iter(range(1000))
+
+    def run(page: Path, *args: str) -> str:
+        profile = tmp_path / f"chromium-profile-{next(profiles)}"
+        done = subprocess.run([found, *BROWSER_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+                              check=True, capture_output=True, text=True, timeout=120)
+        return done.stdout
+
+    return run
+
+
+def screenshot(browser, page: Path, out: Path, width: int = 1400, height: int = 3000) -> np.ndarray:
+    """The page as a browser paints it, RGB in [0, 1]."""
     from matplotlib.image import imread
 
-    assert main(["report", str(sweep_dir)]) == 0
-    browser = next(shutil.which(b) for b in BROWSERS if shutil.which(b))
-    shot = tmp_path / "page.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1400,3000", f"--screenshot={shot}", (sweep_dir / "report" / "index.html").as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    pixels = imread(shot)[..., :3]
-    assert pixels.shape[:2] == (3000, 1400)
+    browser(page, f"--window-size={width},{height}", f"--screenshot={out}")
+    return imread(out)[..., :3]
+
+
+def decoded_images(browser, page: Path, tmp_path: Path) -> dict:
+    """{images, decoded, text}: the page's images, those the browser could decode, and its visible characters."""
+    copy = tmp_path / f"checked-{page.name}"
+    copy.write_text(page.read_text(encoding="utf-8") + COUNT_IMAGES, encoding="utf-8")
+    dom = browser(copy, "--virtual-time-budget=10000", "--dump-dom")
+    found = re.search(r'<pre id="groklab-check">([^<]*)</pre>', dom)
+    assert found, f"{page.name}: the page never finished loading in the browser"
+    return json.loads(found.group(1))
+
+
+def assert_report_painted(pixels: np.ndarray) -> None:
+    """The table at the top and the embedded figures below are painted."""
     ink = (pixels < 0.9).any(-1)  # not white
     colour = pixels.max(-1) - pixels.min(-1) > 0.2  # the figures' coloured curves, not only black text
-    assert ink[:400].mean() > 0.01  # title, sweep line and table
-    assert colour[400:].mean() > 0.002  # figures decoded and drawn below the table
+    assert ink[:400].mean() > 0.01, "no title, sweep line or table at the top of the page"
+    assert colour[400:].mean() > 0.002, "no figure drawn below the table"
+
+
+def test_report_renders_in_a_headless_browser(sweep_dir, tmp_path, browser):
+    """The page as a browser draws it: the table at the top and the embedded figures below are painted, and
+    every image decodes."""
+    assert main(["report", str(sweep_dir)]) == 0
+    page = sweep_dir / "report" / "index.html"
+    pixels = screenshot(browser, page, tmp_path / "page.png")
+    assert pixels.shape[:2] == (3000, 1400)
+    assert_report_painted(pixels)
+    seen = decoded_images(browser, page, tmp_path)
+    assert seen["images"] == page.read_text().count("<img") >= 3 and seen["decoded"] == seen["images"]
+
+    # the check can fail: the same page with its figures' bytes broken paints the table and no figure
+    broken = tmp_path / "broken.html"
+    broken.write_text(re.sub(r"base64,[A-Za-z0-9+/=]{100}", "base64,AAAA", page.read_text()))
+    with pytest.raises(AssertionError, match="no figure drawn"):
+        assert_report_painted(screenshot(browser, broken, tmp_path / "broken.png"))
+    assert decoded_images(browser, broken, tmp_path)["decoded"] == 0
+
+
+@pytest.mark.parametrize("page", TUTORIAL_PAGES, ids=lambda p: p.stem)
+def test_the_rendered_lessons_show_every_figure_in_a_browser(page, tmp_path, browser):
+    """docs/tutorials/ as a reader opens it, offline: the text is there and every figure decodes."""
+    seen = decoded_images(browser, page, tmp_path)
+    assert seen["text"] > 5000, f"{page.name}: {seen['text']} characters of visible text"
+    assert seen["images"] >= 2 and seen["decoded"] == seen["images"], f"{page.name}: {seen}"
+    pixels = screenshot(browser, page, tmp_path / "lesson.png", height=1200)
+    assert (pixels < 0.9).any(-1).mean() > 0.01, f"{page.name}: the top of the page is blank"
 
 
 def test_accuracy_curves_draw_the_atomic_probes_and_mark_the_grok_probe():
