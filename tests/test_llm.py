@@ -435,3 +435,20 @@ def test_hand_checked_replies_read_as_checked():
     for row in rows:
         for reading in ("strict", "lenient"):
             assert outcome(row["reply"], row, reading) == row[reading], (row["id"], reading)
+
+
+def test_baseline_table_pools_seed_parts_with_wilson_intervals(tmp_path):
+    """docs/llm-baseline.md's table: a cell measured in parts (-s0, -s1) is one row with the counts added."""
+    from groklab.llm.table import load_cells, wilson
+
+    lo, hi = wilson(0, 300)
+    assert lo == pytest.approx(0, abs=1e-12) and hi == pytest.approx(0.0126, abs=2e-4)  # 0 of 300: up to 1.3%
+    assert wilson(150, 300)[0] == pytest.approx(1 - wilson(150, 300)[1])
+    for part, (n, strict, lenient) in {"comp-id-rag-s0": (190, 3, 9), "comp-id-rag-s1": (110, 1, 2)}.items():
+        entry = {"model": "m", "n": n, "correct": strict, "lenient": {"correct": lenient}, "k": 10, "shots": 3,
+                 "tokens": {"prompt": 10 * n, "completion": n}, "elapsed_s": 2.0 * n}
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "llm-eval.json").write_text(json.dumps({"evaluations": [entry]}))
+    cell = load_cells(tmp_path)["comp-id-rag"]
+    assert (cell["n"], cell["strict"], cell["lenient"], cell["prompt_tokens"], cell["seconds"]) == (
+        300, 4, 11, 3000, 600.0)

