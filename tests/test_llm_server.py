@@ -33,7 +33,7 @@ from groklab.llm.client import AnswerCache, EndpointConfig, cache_key
 from groklab.llm.evaluate import parse
 from tests.conftest import TINY
 
-pytestmark = pytest.mark.slow  # trains, exports and starts a server: ~40 s on 2 cores
+pytestmark = pytest.mark.slow  # trains, exports, serves: ~40 s on 2 cores; SmolLM2 converted and served: ~60 s
 
 SERVER_START_S = 120
 
