@@ -35,7 +35,7 @@ from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow  # trains, exports, serves: ~40 s on 2 cores; SmolLM2 converted and served: ~60 s
 
-SERVER_START_S = 120
+SERVER_START_S = 300  # a generous bound: on a loaded 2-core machine the start alone has taken over 120 s
 
 
 def free_port() -> int:
