@@ -89,33 +89,50 @@ def probe_size(run: Path, probe: str) -> int:
 
 
 def fmt(k: int, n: int) -> str:
+    """Accuracy, its Wilson 95% interval and the counts."""
     lo, hi = wilson(k, n)
     return f"{k / n:.3f} [{lo:.3f}, {hi:.3f}] ({k}/{n})"
 
 
-def table(root: Path, runs_dir: Path) -> tuple[str, list[dict]]:
+def wall_seconds(root: Path, part: str, replayed_s: float) -> float:
+    """The cell's wall time: wall.json beside its llm-eval.json when the cell was stopped early and scored from
+    its answer cache (llm-eval's own elapsed_s is then the replay's), else llm-eval's elapsed_s."""
+    path = root / part / "wall.json"
+    return json.loads(path.read_text())["wall_s"] if path.is_file() else replayed_s
+
+
+def table(root: Path, runs_dir: Path) -> tuple[str, list[dict], dict[str, dict]]:
+    """The markdown table (per split: the grokked model, then each measured LLM cell), the LLM rows, and the
+    grokked counts per split label."""
     cells = load_cells(root)
-    rows, lines = [], [
-        "| split | context | n | strict | lenient | grokked model (same split) | prompt + reply tokens | wall s |",
-        "|---|---|---:|---|---|---|---:|---:|",
-    ]
-    for name, (shape, label, context) in CELLS.items():
-        if name not in cells:
-            continue
-        c = cells[name]
+    for c in cells.values():
+        c["seconds"] = sum(wall_seconds(root, part, 0.0) for part in c["parts"]) or c["seconds"]
+    lines = ["| split | model | facts in the prompt | n | strict | lenient | prompt + reply tokens | wall s |",
+             "|---|---|---|---:|---|---|---:|---:|"]
+    rows, grok = [], {}
+    labels = list(dict.fromkeys([*GROKKED, *(label for _, label, _ in CELLS.values())]))
+    for label in labels:
         g = grokked(runs_dir, label)
-        beside = fmt(g["k"], g["n"]) if g else "—"
-        setting = f"BM25 k={c['k']}" if context == "retrieve" else "none (closed book)"
-        lines.append(f"| {label} | {setting}, {c['shots']}-shot | {c['n']} | {fmt(c['strict'], c['n'])} | "
-                     f"{fmt(c['lenient'], c['n'])} | {beside} | {c['prompt_tokens']:,} + {c['completion_tokens']:,} | "
-                     f"{c['seconds']:,.0f} |")
-        rows.append({"cell": name, "shape": shape, "label": label, "context": context, **c, "grokked": g})
-    return "\n".join(lines), rows
+        if g:
+            grok[label] = g
+            runs_named = ", ".join(f"docs/runs/{r}" for r in g["runs"])
+            lines.append(f"| {label} | groklab transformer ({runs_named}) | none: its weights | {g['n']} | "
+                         f"{fmt(g['k'], g['n'])} | — | — | — |")
+        for name, (shape, cell_label, context) in CELLS.items():
+            if cell_label != label or name not in cells:
+                continue
+            c = cells[name]
+            setting = f"BM25 top {c['k']}" if context == "retrieve" else "none (closed book)"
+            lines.append(f"| {label} | SmolLM2-135M, {c['shots']}-shot | {setting} | {c['n']} | "
+                         f"{fmt(c['strict'], c['n'])} | {fmt(c['lenient'], c['n'])} | "
+                         f"{c['prompt_tokens']:,} + {c['completion_tokens']:,} | {c['seconds']:,.0f} |")
+            rows.append({"cell": name, "shape": shape, "label": label, "context": context, **c})
+    return "\n".join(lines), rows, grok
 
 
-def figure(rows: list[dict], out: Path) -> None:
-    """Accuracy (lenient, Wilson 95%) against the facts an answer needs, per memory: parametric (the grokked
-    model), non-parametric (the LLM with retrieval), none (the LLM closed-book)."""
+def figure(rows: list[dict], grok: dict[str, dict], out: Path) -> None:
+    """Accuracy (Wilson 95%) against the facts an answer needs, ID test queries, per memory: parametric (the
+    grokked model), non-parametric (the LLM with retrieval, lenient reading), none (the LLM closed-book)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,19 +140,20 @@ def figure(rows: list[dict], out: Path) -> None:
 
     from groklab import runs
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     shapes = list(NEEDS)
-    series = {"grokked transformer (parametric)": [], "SmolLM2-135M + BM25 facts (non-parametric)": [],
-              "SmolLM2-135M closed book": []}
-    for i, s in enumerate(shapes):
-        id_rows = [r for r in rows if r["shape"] == s and "OOD" not in r["label"]]
-        for r in id_rows:
+    shape_of = {label: shape for shape, label, _ in CELLS.values()}
+    series: dict[str, list[tuple[int, int, int]]] = {
+        "groklab transformer (parametric)": [(shapes.index(shape_of[lab]), g["k"], g["n"]) for lab, g in grok.items()
+                                             if "OOD" not in lab],
+        "SmolLM2-135M + BM25 facts (non-parametric)": [],
+        "SmolLM2-135M closed book": [],
+    }
+    for r in rows:
+        if "OOD" not in r["label"]:
             key = "SmolLM2-135M + BM25 facts (non-parametric)" if r["context"] == "retrieve" else \
                 "SmolLM2-135M closed book"
-            series[key].append((i, r["lenient"], r["n"]))
-        g = next((r["grokked"] for r in id_rows if r["grokked"]), None)
-        if g:
-            series["grokked transformer (parametric)"].append((i, g["k"], g["n"]))
+            series[key].append((shapes.index(r["shape"]), r["lenient"], r["n"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for j, (label, points) in enumerate(series.items()):
         if not points:
             continue
@@ -143,12 +161,14 @@ def figure(rows: list[dict], out: Path) -> None:
         ys = [k / n for _, k, n in points]
         los = [k / n - wilson(k, n)[0] for _, k, n in points]
         his = [wilson(k, n)[1] - k / n for _, k, n in points]
-        ax.errorbar(xs, ys, yerr=[los, his], fmt="o", capsize=3, label=label)
+        sizes = ", ".join(str(n) for *_, n in points)
+        ax.errorbar(xs, ys, yerr=[los, his], fmt="o", capsize=3, label=f"{label} (n {sizes})")
     ax.set_xticks(range(len(shapes)), [f"{s}\n({NEEDS[s]} fact{'s' * (NEEDS[s] > 1)})" for s in shapes])
+    ax.set_xlim(-0.5, len(shapes) - 0.5)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("accuracy (ID test queries; LLM: lenient reading)")
-    ax.set_title("What the answer needs vs where the facts are kept")
-    ax.legend(fontsize=8, loc="center right")
+    ax.set_ylabel("accuracy on ID test queries")
+    ax.set_title("Facts an answer needs vs where they are kept")
+    ax.legend(fontsize=7, loc="center left")
     fig.tight_layout()
     runs.write_figure(fig, out, dpi=120)
     plt.close(fig)
@@ -160,10 +180,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("docs/runs"), help="recorded grokked runs")
     parser.add_argument("--figure", type=Path, help="write the figure here (PNG)")
     args = parser.parse_args()
-    text, rows = table(args.root, args.runs)
+    text, rows, grok = table(args.root, args.runs)
     print(text)
     if args.figure:
-        figure(rows, args.figure)
+        figure(rows, grok, args.figure)
         print(f"wrote {args.figure}")
 
 
