@@ -20,6 +20,7 @@ done
 cell() {  # cell NAME DATA SPLIT LIMIT CONTEXT...
   local name=$1 data=$2 split=$3 limit=$4; shift 4
   $G llm-prompts "$W/$data" --out "$W/$name.jsonl" --split "$split" --limit "$limit" --shots 3 "$@"
+  rm -f "$OUT/$name/llm-eval.json" "$OUT/$name/wall.json"  # a partial score of an earlier stop; its answers stay cached
   $G llm-eval "$W/$name.jsonl" --base-url "$URL" --model "$MODEL" --concurrency 1 --quiet \
     --cache "$OUT/$name.answers.jsonl" --out "$OUT/$name"
 }
