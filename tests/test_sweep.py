@@ -53,7 +53,7 @@ def test_grid_expands_in_product_order_with_readable_names(tmp_path):
     assert points[2].config.data.phi == 9.0 and isinstance(points[2].config.data.phi, float)
     for p in points:  # fixed overrides reach every run; the base preset fills the rest
         assert p.config.model.n_layers == 2 and p.config.train.steps == 60 and p.config.data.n_entities == 40
-        assert p.config.train.weight_decay == 1.0  # from demo.toml
+        assert p.config.train.weight_decay == config.load("demo").train.weight_decay  # from demo.toml
 
 
 def test_a_committed_run_can_be_a_sweeps_base(tmp_path):
