@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -73,11 +73,11 @@ gl.facts_table(data, "valid", n=5)
 # > **μₜ = α · μₜ₋₁ + (1 − α) · gₜ**  (μ₁ = g₁),  and the optimiser gets  **ĝₜ = gₜ + λ · μₜ**
 #
 # α (`filter.alpha`, 0.98) sets how slow "slow" is (an average over about 1 / (1 − α) = 50 steps), λ
-# (`filter.amplify`, 2) how much of it is added. In groklab's code (`groklab/optim.py`) `lerp_(g, 1 - α)` is
-# exactly μ ← μ + (1 − α)·(g − μ) = α·μ + (1 − α)·g:
+# (`filter.amplify`, 2) how much of it is added. In groklab's code (`groklab/accelerators/grokfast.py`)
+# `lerp_(g, 1 - α)` is exactly μ ← μ + (1 − α)·(g − μ) = α·μ + (1 − α)·g:
 
 # %%
-from groklab.optim import EmaFilter, MaFilter  # noqa: E402
+from groklab.accelerators.grokfast import EmaFilter, MaFilter  # noqa: E402
 
 print(inspect.getsource(EmaFilter.__call__))
 
